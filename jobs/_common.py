@@ -1,0 +1,47 @@
+"""Argument parsing shared by the job entry points (parse args -> load config)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from recsys.config import Config, load_config
+from recsys.io import parse_ds
+
+
+def parse_set(values: list[str]) -> dict[str, Any]:
+    """``--set key.path=value`` pairs; values are parsed as YAML (numbers, lists, booleans)."""
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def job_parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--ds", required=True, help="logical date YYYY-MM-DD (the partition to process)")
+    p.add_argument("--env", default=None, help="conf/env/<ENV>.yaml to apply (default: $RECSYS_ENV or local)")
+    p.add_argument("--conf-dir", type=Path, default=None, help="configuration folder (default: conf/)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set score.top_n=20 (repeatable)")
+    return p
+
+
+def setup(args: argparse.Namespace, extra_overrides: dict[str, Any] | None = None) -> Config:
+    """Validate ``--ds``, configure logging and load the configuration."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        parse_ds(args.ds)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    overrides = parse_set(args.set)
+    overrides.update(extra_overrides or {})
+    return load_config(env=args.env, overrides=overrides, conf_dir=args.conf_dir)

@@ -1,0 +1,108 @@
+"""Matrix factorization trained with BPR (Rendle et al. 2009) on implicit feedback."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from recsys.models.base import FitOptions, Interactions, Recommender
+from recsys.train.loop import fit_epochs
+
+
+class BPRConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    factors: int = Field(64, ge=1)
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(8192, ge=1)
+    lr: float = Field(0.01, gt=0)
+    weight_decay: float = Field(1e-5, ge=0)
+    patience: int = Field(5, ge=1)
+
+
+class _BPRModule(torch.nn.Module):
+    def __init__(self, n_users: int, n_items: int, factors: int) -> None:
+        super().__init__()
+        self.user = torch.nn.Embedding(n_users, factors)
+        self.item = torch.nn.Embedding(n_items, factors)
+        self.item_bias = torch.nn.Embedding(n_items, 1)
+        torch.nn.init.normal_(self.user.weight, std=0.1)
+        torch.nn.init.normal_(self.item.weight, std=0.1)
+        torch.nn.init.zeros_(self.item_bias.weight)
+
+    def forward(self, u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        return (self.user(u) * self.item(i)).sum(-1) + self.item_bias(i).squeeze(-1)
+
+
+class BPRMF(Recommender):
+    """Biased-item MF with the BPR pairwise loss and uniformly sampled negatives."""
+
+    name = "mf_bpr"
+    factorized = True
+
+    def __init__(self, config: BPRConfig) -> None:
+        super().__init__(config)
+        self.module: _BPRModule | None = None
+
+    def fit(self, train: Interactions, options: FitOptions) -> "BPRMF":
+        self._remember(train)
+        cfg, device = self.config, options.device
+        torch.manual_seed(options.seed)
+        gen = torch.Generator(device="cpu").manual_seed(options.seed)
+        self.module = _BPRModule(train.n_users, train.n_items, cfg.factors).to(device)
+        opt = torch.optim.Adam(self.module.parameters(), lr=cfg.lr)
+        users = torch.from_numpy(train.user_idx).to(device)
+        items = torch.from_numpy(train.item_idx).to(device)
+        n = len(users)
+
+        def train_epoch(epoch: int) -> dict[str, float]:
+            order = torch.randperm(n, generator=gen).to(device)
+            negs = torch.randint(0, train.n_items, (n,), generator=gen).to(device)
+            total = 0.0
+            for start in range(0, n, cfg.batch_size):
+                idx = order[start:start + cfg.batch_size]
+                u, i, j = users[idx], items[idx], negs[idx]
+                diff = self.module(u, i) - self.module(u, j)
+                reg = (self.module.user(u).pow(2).sum() + self.module.item(i).pow(2).sum()
+                       + self.module.item(j).pow(2).sum()) / len(idx)
+                loss = -torch.nn.functional.logsigmoid(diff).mean() + cfg.weight_decay * reg
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(idx)
+            return {"loss": total / n, "samples": float(n)}
+
+        epochs = options.epochs or cfg.epochs
+        self.history = fit_epochs(self.module, opt, train_epoch, epochs, options)
+        self.module.eval()
+        return self
+
+    def _vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        assert self.module is not None, "fit() first"
+        with torch.no_grad():
+            u = self.module.user.weight.float().cpu().numpy()
+            i = self.module.item.weight.float().cpu().numpy()
+            b = self.module.item_bias.weight.float().cpu().numpy()
+        # Fold the item bias into the product: [u, 1] . [i, b].
+        return (np.hstack([u, np.ones((len(u), 1), np.float32)]),
+                np.hstack([i, b]))
+
+    def user_vectors(self) -> np.ndarray:
+        return self._vectors()[0]
+
+    def item_vectors(self) -> np.ndarray:
+        return self._vectors()[1]
+
+    def score(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
+        u, i = self._vectors()
+        return np.einsum("nf,nf->n", u[user_idx], i[item_idx]).astype(np.float32)
+
+    def state(self) -> dict[str, Any]:
+        return {"module": {k: v.cpu() for k, v in self.module.state_dict().items()}}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.module = _BPRModule(self.n_users, self.n_items, self.config.factors)
+        self.module.load_state_dict(state["module"])
+        self.module.eval()

@@ -1,0 +1,89 @@
+"""The plain PyTorch epoch loop shared by the neural models. No MLflow in here.
+
+Read it top to bottom: resume from the newest checkpoint, run epochs, evaluate on the validation
+set when one is given, keep the best weights (early stopping), checkpoint every epoch, and hand
+each epoch's metrics to the caller's ``on_epoch`` callback.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from recsys.models.base import FitOptions
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def _save_checkpoint(path: Path, payload: dict) -> None:
+    # Write then rename, so a kill during the save never leaves a torn checkpoint.
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def fit_epochs(
+    module: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train_epoch: Callable[[int], dict[str, float]],
+    epochs: int,
+    options: FitOptions,
+    validate: Callable[[], dict[str, float]] | None = None,
+    monitor: str | None = None,
+    patience: int = 3,
+) -> list[dict[str, float]]:
+    """Run ``epochs`` epochs of ``train_epoch`` and return the metrics of every epoch.
+
+    ``train_epoch(epoch)`` trains one epoch and returns its metrics (at least ``loss`` and
+    ``samples``). With ``validate`` and ``monitor`` (a key of validate's result, higher is better),
+    training stops after ``patience`` epochs without improvement and the best weights are restored.
+    """
+    history: list[dict[str, float]] = []
+    start_epoch, best, best_state, stale = 0, float("-inf"), None, 0
+    ckpt = options.checkpoint_dir / CHECKPOINT if options.checkpoint_dir else None
+    if ckpt is not None and ckpt.exists():
+        saved = torch.load(ckpt, map_location=options.device, weights_only=False)
+        module.load_state_dict(saved["module"])
+        optimizer.load_state_dict(saved["optimizer"])
+        torch.set_rng_state(saved["rng"])
+        start_epoch, history = saved["epoch"] + 1, saved["history"]
+        best, best_state, stale = saved["best"], saved["best_state"], saved["stale"]
+    bar = tqdm(range(start_epoch, epochs), desc="train", unit="epoch", disable=not options.progress)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        module.train()
+        metrics = dict(train_epoch(epoch))
+        seconds = time.perf_counter() - t0
+        metrics["epoch_seconds"] = seconds
+        metrics["samples_per_second"] = metrics.get("samples", 0.0) / max(seconds, 1e-9)
+        if validate is not None:
+            module.eval()
+            with torch.no_grad():
+                metrics.update(validate())
+        history.append(metrics)
+        if options.on_epoch is not None:
+            options.on_epoch(epoch, metrics)
+        bar.set_postfix(loss=f"{metrics.get('loss', float('nan')):.4f}",
+                        sps=f"{metrics['samples_per_second']:.0f}")
+        if monitor is not None and monitor in metrics:
+            if metrics[monitor] > best:
+                best, stale = metrics[monitor], 0
+                best_state = copy.deepcopy(module.state_dict())
+            else:
+                stale += 1
+        if ckpt is not None:
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            _save_checkpoint(ckpt, {
+                "epoch": epoch, "module": module.state_dict(), "optimizer": optimizer.state_dict(),
+                "rng": torch.get_rng_state(), "history": history, "best": best,
+                "best_state": best_state, "stale": stale,
+            })
+        if monitor is not None and stale >= patience:
+            break
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    return history
