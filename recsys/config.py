@@ -77,6 +77,8 @@ class EvaluateConfig(_Frozen):
 
 
 class ScoreConfig(_Frozen):
+    # The model family whose `champion` version writes the published table.
+    model: str = "mf_bpr"
     top_n: int = Field(10, ge=1)
     block_size: int = Field(4096, ge=1)
     exclude_seen: bool = True
