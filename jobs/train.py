@@ -1,0 +1,27 @@
+"""Train model families on the day's training set; log to MLflow and register versions.
+
+    python -m jobs.train --ds 2026-11-21 [--models mf_bpr,ease] [--epochs 5]
+"""
+from __future__ import annotations
+
+import sys
+
+from jobs._common import job_parser, setup
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = job_parser(__doc__.splitlines()[0])
+    p.add_argument("--models", default=None, help="comma-separated families (default: train.models)")
+    p.add_argument("--epochs", type=int, default=None, help="override every model's epochs")
+    args = p.parse_args(argv)
+    cfg = setup(args)
+    from recsys.train.nightly import train_families
+
+    families = args.models.split(",") if args.models else list(cfg.train.models)
+    for r in train_families(cfg, args.ds, families, epochs=args.epochs):
+        print(f"trained {r.name} version {r.version} (run {r.run_id}) in {r.seconds:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
