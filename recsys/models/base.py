@@ -101,6 +101,8 @@ class FitOptions:
     # Held-out interactions for early stopping on a ranking metric (optional).
     validation: Interactions | None = None
     progress: bool = False
+    # A live SparkSession for the distributed families (als_spark); they build one when absent.
+    spark: Any = None
 
 
 class Recommender(abc.ABC):
@@ -163,6 +165,21 @@ class Recommender(abc.ABC):
             items = np.pad(items, ((0, 0), (0, pad)), constant_values=-1)
             vals = np.pad(vals, ((0, 0), (0, pad)), constant_values=-np.inf)
         return items.astype(np.int64), vals.astype(np.float32)
+
+    def _score_pairs_by_user(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
+        """``score`` for models that only score whole users: one score block per distinct user."""
+        user_idx, item_idx = np.asarray(user_idx, np.int64), np.asarray(item_idx, np.int64)
+        out = np.empty(len(user_idx), dtype=np.float32)
+        users, inverse = np.unique(user_idx, return_inverse=True)
+        for start in range(0, len(users), 1024):  # blocks keep memory at 1024 x n_items
+            block = self.score_users(users[start:start + 1024])
+            rows = (inverse >= start) & (inverse < start + 1024)
+            out[rows] = block[inverse[rows] - start, item_idx[rows]]
+        return out
+
+    def _check_fitted(self) -> None:
+        if self._seen is None:
+            raise RuntimeError(f"{self.name}: call fit() or Recommender.load() first")
 
     def user_vectors(self) -> np.ndarray:
         raise NotImplementedError(f"{self.name} does not factorize")

@@ -6,7 +6,9 @@ each epoch's metrics to the caller's ``on_epoch`` callback.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 import time
 from pathlib import Path
 from typing import Callable
@@ -17,6 +19,23 @@ from tqdm.auto import tqdm
 from recsys.models.base import FitOptions
 
 CHECKPOINT = "checkpoint.pt"
+log = logging.getLogger(__name__)
+
+
+def autocast(device: torch.device):
+    """Mixed precision on CUDA (bfloat16: no loss scaling needed); a no-op elsewhere."""
+    if torch.device(device).type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The CPU generator for one epoch's shuffling and sampling.
+
+    Derived from (seed, epoch) rather than carried over from the previous epoch, so a run resumed
+    from a checkpoint draws exactly the samples the uninterrupted run would have drawn.
+    """
+    return torch.Generator(device="cpu").manual_seed(seed * 1_000_003 + epoch)
 
 
 def _save_checkpoint(path: Path, payload: dict) -> None:
@@ -26,29 +45,44 @@ def _save_checkpoint(path: Path, payload: dict) -> None:
     tmp.replace(path)
 
 
+def _load_checkpoint(ckpt: Path | None, device: torch.device, fingerprint: str) -> dict | None:
+    if ckpt is None or not ckpt.exists():
+        return None
+    saved = torch.load(ckpt, map_location=device, weights_only=False)
+    if saved.get("fingerprint", "") != fingerprint:
+        log.warning("ignoring checkpoint %s: it belongs to another model or data set", ckpt)
+        return None
+    log.info("resuming from %s after epoch %d", ckpt, saved["epoch"])
+    return saved
+
+
 def fit_epochs(
     module: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: torch.optim.Optimizer | None,
     train_epoch: Callable[[int], dict[str, float]],
     epochs: int,
     options: FitOptions,
     validate: Callable[[], dict[str, float]] | None = None,
     monitor: str | None = None,
     patience: int = 3,
+    fingerprint: str = "",
 ) -> list[dict[str, float]]:
     """Run ``epochs`` epochs of ``train_epoch`` and return the metrics of every epoch.
 
     ``train_epoch(epoch)`` trains one epoch and returns its metrics (at least ``loss`` and
     ``samples``). With ``validate`` and ``monitor`` (a key of validate's result, higher is better),
     training stops after ``patience`` epochs without improvement and the best weights are restored.
+    ``optimizer`` may be None for closed-form steps (ALS). A checkpoint whose ``fingerprint``
+    (model name and data shape, say) differs from this run's is ignored, not resumed.
     """
     history: list[dict[str, float]] = []
     start_epoch, best, best_state, stale = 0, float("-inf"), None, 0
     ckpt = options.checkpoint_dir / CHECKPOINT if options.checkpoint_dir else None
-    if ckpt is not None and ckpt.exists():
-        saved = torch.load(ckpt, map_location=options.device, weights_only=False)
+    saved = _load_checkpoint(ckpt, options.device, fingerprint)
+    if saved is not None:
         module.load_state_dict(saved["module"])
-        optimizer.load_state_dict(saved["optimizer"])
+        if optimizer is not None:
+            optimizer.load_state_dict(saved["optimizer"])
         torch.set_rng_state(saved["rng"])
         start_epoch, history = saved["epoch"] + 1, saved["history"]
         best, best_state, stale = saved["best"], saved["best_state"], saved["stale"]
@@ -78,7 +112,8 @@ def fit_epochs(
         if ckpt is not None:
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             _save_checkpoint(ckpt, {
-                "epoch": epoch, "module": module.state_dict(), "optimizer": optimizer.state_dict(),
+                "epoch": epoch, "module": module.state_dict(), "fingerprint": fingerprint,
+                "optimizer": None if optimizer is None else optimizer.state_dict(),
                 "rng": torch.get_rng_state(), "history": history, "best": best,
                 "best_state": best_state, "stale": stale,
             })
