@@ -1,0 +1,117 @@
+"""Train/test splits over :class:`~recsys.models.base.Interactions`, vectorized with numpy.
+
+Every split returns ``(train, test)`` in the same index space as the input (same ``n_users`` and
+``n_items``), so a model trained on ``train`` can be evaluated on ``test`` directly.
+
+* :func:`stratified_split` — the reference protocol: per user, a seeded shuffle, the first
+  ``ratio`` of the rows to train. Matches the Recommenders project's ``python_stratified_split``
+  row for row when the rows come in the same order (one ``np.random.seed(seed)``;
+  ``np.random.rand(n)`` over all rows; sort by (user, random); a row goes to train when its
+  position / the user's count <= ratio).
+* :func:`temporal_split` — one global time cut.
+* :func:`leave_last_k_out` — each user's last ``k`` rows by time to test.
+* :func:`validation_split` — carve a validation set out of a train set (tuning never sees test).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from recsys.models.base import Interactions
+
+
+def _group_positions(user_idx: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For rows sorted by ``order`` (grouped by user): 1-based position within the user, count."""
+    users = user_idx[order]
+    counts = np.bincount(users, minlength=int(users.max()) + 1 if len(users) else 0)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    position = np.arange(len(users)) - starts[users] + 1
+    return position, counts[users]
+
+
+def _split(data: Interactions, train_mask: np.ndarray) -> tuple[Interactions, Interactions]:
+    return data.subset(train_mask), data.subset(~train_mask)
+
+
+def stratified_split(
+    data: Interactions, ratio: float = 0.75, seed: int = 42, min_train: int = 1
+) -> tuple[Interactions, Interactions]:
+    """Per-user random split: the first ``ratio`` of each user's shuffled rows go to train.
+
+    Every user keeps at least ``min_train`` rows in train (Recommenders would put a user with a
+    single row entirely in test; with ``min_train=0`` this function does the same).
+    """
+    if not 0.0 < ratio < 1.0:
+        raise ValueError(f"ratio must be in (0, 1); got {ratio}")
+    # The legacy global RNG stream, as Recommenders uses it, so the rows match theirs.
+    rand = np.random.RandomState(seed).rand(len(data))
+    order = np.lexsort((rand, data.user_idx))
+    position, count = _group_positions(data.user_idx, order)
+    to_train = (position / count <= ratio) | (position <= min_train)
+    mask = np.zeros(len(data), dtype=bool)
+    mask[order] = to_train
+    return _split(data, mask)
+
+
+def temporal_split(
+    data: Interactions,
+    ratio: float = 0.75,
+    cut_ts: int | None = None,
+    drop_cold_users: bool = True,
+) -> tuple[Interactions, Interactions]:
+    """Global time cut: rows before the cut train, rows at or after it test.
+
+    The cut is ``cut_ts`` when given, else the timestamp below which ``ratio`` of the rows fall.
+    With ``drop_cold_users`` test rows of users absent from train are dropped (full-ranking
+    metrics cannot rank for a user the model has never seen).
+    """
+    if data.ts is None:
+        raise ValueError("temporal_split needs timestamps (data.ts is None)")
+    if cut_ts is None:
+        if not 0.0 < ratio < 1.0:
+            raise ValueError(f"ratio must be in (0, 1); got {ratio}")
+        cut_ts = int(np.quantile(data.ts, ratio, method="higher"))
+    train_mask = data.ts < cut_ts
+    train, test = _split(data, train_mask)
+    if drop_cold_users:
+        warm = np.zeros(data.n_users, dtype=bool)
+        warm[train.user_idx] = True
+        test = test.subset(warm[test.user_idx])
+    return train, test
+
+
+def leave_last_k_out(
+    data: Interactions, k: int = 1, min_train: int = 1, seed: int | None = None
+) -> tuple[Interactions, Interactions]:
+    """Each user's last ``k`` rows by timestamp go to test, the rest to train.
+
+    Ties in time keep the input order, or a random order drawn from ``seed`` when given. A user
+    with fewer than ``k + min_train`` rows gives only what leaves ``min_train`` rows in train.
+    Without timestamps the input order stands in for time.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1; got {k}")
+    ts = data.ts if data.ts is not None else np.arange(len(data))
+    tie = (np.arange(len(data)) if seed is None
+           else np.random.default_rng(seed).permutation(len(data)))
+    order = np.lexsort((tie, ts, data.user_idx))
+    position, count = _group_positions(data.user_idx, order)
+    from_end = count - position  # 0 for the user's last row
+    to_train = (from_end >= k) | (position <= min_train)
+    mask = np.zeros(len(data), dtype=bool)
+    mask[order] = to_train
+    return _split(data, mask)
+
+
+def validation_split(
+    train: Interactions, fraction: float = 0.1, seed: int = 42, method: str = "stratified"
+) -> tuple[Interactions, Interactions]:
+    """Carve ``(fit, validation)`` out of a train set, for tuning and early stopping only.
+
+    ``method`` is ``"stratified"`` (per-user random, ``fraction`` of each user's rows) or
+    ``"last"`` (each user's last row by time).
+    """
+    if method == "stratified":
+        return stratified_split(train, ratio=1.0 - fraction, seed=seed)
+    if method == "last":
+        return leave_last_k_out(train, k=1, seed=seed)
+    raise ValueError(f"unknown validation method {method!r}; use 'stratified' or 'last'")
