@@ -51,6 +51,8 @@ class CleanConfig(_Frozen):
     early_tolerance_hours: float = 2
     bot_max_events_per_day: int = 5000
     internal_users: tuple[str, ...] = ()
+    # event_id, user_id and item_id must match this (after trimming) or the row is quarantined.
+    id_pattern: str = r"^[A-Za-z0-9][A-Za-z0-9_.:@/+\-]{0,127}$"
 
     @property
     def event_types(self) -> tuple[str, ...]:
@@ -60,6 +62,10 @@ class CleanConfig(_Frozen):
 class FeaturesConfig(_Frozen):
     lookback_days: int = Field(30, ge=1)
     min_weight: float = 0.0
+    # Most frequent values kept per categorical attribute (genres, occupation, ...), one column each.
+    max_categories: int = Field(64, ge=1)
+    # Buckets of the hashed bag of title/tag/text tokens in item features (0 = none).
+    text_hash_buckets: int = Field(32, ge=0)
 
 
 class TrainConfig(_Frozen):

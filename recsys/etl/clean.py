@@ -1,0 +1,161 @@
+"""Pure DataFrame transforms that route every raw row to exactly one place.
+
+``route(raw, ds, cfg)`` takes the all-string frame of :mod:`recsys.etl.landing` and adds typed
+columns plus ``reason`` (a :class:`QuarantineReason` code, null when the row is good) and
+``duplicate`` (a good row whose ``event_id`` was already seen earlier in the day). From it
+``clean_rows`` and ``quarantine_rows`` project the two output tables. Only Spark SQL functions
+are used (ANSI mode safe: every cast that can fail is a ``try_cast``), never Python UDFs.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from recsys.config import CleanConfig
+from recsys.etl.reasons import QuarantineReason as R
+from recsys.io import parse_ds
+from recsys.schema import CLEAN_INTERACTIONS, QUARANTINE_ROWS
+
+# Epoch values at or above this are milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
+_EPOCH_MS_THRESHOLD = 1e11
+
+
+def parse_ts(col: Column) -> Column:
+    """Timestamp from ISO-8601 (with or without offset; naive means UTC) or epoch s / ms."""
+    num = F.expr(f"try_cast({_sql(col)} AS DOUBLE)")
+    finite = num.isNotNull() & ~F.isnan(num) & (F.abs(num) < F.lit(1e15))
+    secs = F.when(F.abs(num) >= _EPOCH_MS_THRESHOLD, num / 1000.0).otherwise(num)
+    from_epoch = F.when(finite, F.timestamp_micros(F.round(secs * 1e6).cast("long")))
+    return F.coalesce(from_epoch, F.expr(f"try_cast(trim({_sql(col)}) AS TIMESTAMP)"))
+
+
+def _sql(col: Column) -> str:
+    # Column -> SQL text, so try_cast (not in pyspark.sql.functions for all types) can wrap it.
+    return col._jc.toString()  # noqa: SLF001
+
+
+def _window(ds: str, cfg: CleanConfig) -> tuple[int, int]:
+    """[lo, hi) epoch seconds of the ts values accepted for ``ds``."""
+    start = dt.datetime.combine(parse_ds(ds), dt.time(), tzinfo=dt.timezone.utc)
+    lo = start - dt.timedelta(hours=cfg.late_tolerance_hours)
+    hi = start + dt.timedelta(days=1, hours=cfg.early_tolerance_hours)
+    return int(lo.timestamp()), int(hi.timestamp())
+
+
+def typed(raw: DataFrame) -> DataFrame:
+    """Trimmed ids, lower-cased event type, parsed ``ts_parsed`` and numeric ``value_num``."""
+    return raw.select(
+        *[F.trim(c).alias(c) for c in ("event_id", "user_id", "item_id")],
+        F.lower(F.trim("event_type")).alias("event_type"),
+        F.col("value").alias("value_raw"),
+        F.expr("try_cast(trim(value) AS DOUBLE)").alias("value_num"),
+        parse_ts(F.col("ts")).alias("ts_parsed"),
+        "malformed", "source_file", "raw",
+    )
+
+
+def _blank(c: str) -> Column:
+    return F.col(c).isNull() | (F.col(c) == "")
+
+
+def row_reason(ds: str, cfg: CleanConfig) -> Column:
+    """The first rule (in QuarantineReason order) a typed row breaks; null when it passes all."""
+    lo, hi = _window(ds, cfg)
+    ids = ("event_id", "user_id", "item_id")
+    bad_id = None
+    for c in ids:
+        cond = ~F.col(c).rlike(cfg.id_pattern)
+        bad_id = cond if bad_id is None else (bad_id | cond)
+    epoch = F.unix_seconds("ts_parsed")
+    v = F.col("value_num")
+    lo_r, hi_r = cfg.rating_range
+    finite = v.isNotNull() & ~F.isnan(v)
+    rating_ok = finite & (v >= lo_r) & (v <= hi_r)
+    # A purchase without a quantity means one; with one, it must be a positive finite number.
+    qty_ok = _blank("value_raw") | (finite & (v > 0) & (v <= cfg.max_quantity))
+    value_ok = (F.when(F.col("event_type") == "rating", rating_ok)
+                .when(F.col("event_type") == "purchase", qty_ok).otherwise(F.lit(True)))
+    internal = list(cfg.internal_users)
+    return (
+        F.when(F.col("malformed"), R.MALFORMED_ROW.value)
+        .when(_blank("event_id") | _blank("user_id") | _blank("item_id"), R.MISSING_ID.value)
+        .when(bad_id, R.MALFORMED_ID.value)
+        .when(~F.col("event_type").isin(list(cfg.event_types)) | F.col("event_type").isNull(),
+              R.UNKNOWN_EVENT_TYPE.value)
+        .when(F.col("ts_parsed").isNull(), R.BAD_TS.value)
+        .when((epoch < lo) | (epoch >= hi), R.TS_OUT_OF_WINDOW.value)
+        .when(~value_ok, R.BAD_VALUE.value)
+        .when(F.col("user_id").isin(internal) if internal else F.lit(False), R.INTERNAL_USER.value)
+    )
+
+
+def weight(cfg: CleanConfig) -> Column:
+    """Implicit confidence per event type from config; a rating weighs its value times its weight."""
+    expr = None
+    for etype, w in cfg.event_weights.items():
+        val = F.col("value_num") * w if etype == "rating" else F.lit(float(w))
+        cond = F.col("event_type") == etype
+        expr = F.when(cond, val) if expr is None else expr.when(cond, val)
+    return expr.cast("double")
+
+
+def mark_duplicates(df: DataFrame) -> DataFrame:
+    """``duplicate`` = a good row whose event_id appeared earlier (by ts, then file, then raw).
+
+    Only good rows compete: a quarantined row never hides a good one. Only rows whose event_id
+    occurs more than once go through the window (a small share of a day's log), so the bulk of
+    the rows, raw text included, is never shuffled for it.
+    """
+    good = df.where(F.col("reason").isNull())
+    # Broadcast: repeated ids are few; if a producer resent a whole day this is still only ids.
+    dup_ids = good.groupBy("event_id").count().where("count > 1").select(
+        "event_id", F.lit(True).alias("_multi"))
+    df = df.join(F.broadcast(dup_ids), "event_id", "left")
+    competing = F.col("reason").isNull() & F.col("_multi").isNotNull()
+    w = Window.partitionBy("event_id").orderBy("ts_parsed", "source_file", "raw")
+    multi = df.where(competing).withColumn("duplicate", F.row_number().over(w) > 1)
+    single = df.where(~competing).withColumn("duplicate", F.lit(False))
+    return single.unionByName(multi).drop("_multi")
+
+
+def mark_bots(df: DataFrame, cfg: CleanConfig) -> DataFrame:
+    """Quarantine every event of users with more kept events in the day than the threshold."""
+    kept = df.where(F.col("reason").isNull() & ~F.col("duplicate"))
+    bots = kept.groupBy("user_id").count().where(F.col("count") > cfg.bot_max_events_per_day)
+    bots = bots.select("user_id", F.lit(True).alias("_bot"))
+    df = df.join(F.broadcast(bots), "user_id", "left")
+    is_bot = F.col("_bot").isNotNull() & F.col("reason").isNull() & ~F.col("duplicate")
+    return df.withColumn(
+        "reason", F.when(is_bot, F.lit(R.BOT_USER.value)).otherwise(F.col("reason"))
+    ).drop("_bot")
+
+
+def route(raw: DataFrame, ds: str, cfg: CleanConfig) -> DataFrame:
+    """Typed rows with ``reason`` (null = good), ``duplicate`` and ``weight`` columns."""
+    df = typed(raw).withColumn("reason", row_reason(ds, cfg))
+    df = mark_duplicates(df)
+    df = mark_bots(df, cfg)
+    return df.withColumn("weight", F.when(F.col("reason").isNull(), weight(cfg)))
+
+
+def clean_rows(routed: DataFrame) -> DataFrame:
+    """The clean interactions table (schema.CLEAN_INTERACTIONS)."""
+    good = routed.where(F.col("reason").isNull() & ~F.col("duplicate"))
+    # Only ratings and purchases carry a value; anything producers put there otherwise is noise.
+    value = F.when(F.col("event_type").isin("rating", "purchase"), F.col("value_num"))
+    out = good.select("event_id", "user_id", "item_id", "event_type", value.alias("value"),
+                      "weight", F.col("ts_parsed").alias("ts"))
+    return _conform(out, CLEAN_INTERACTIONS)
+
+
+def quarantine_rows(routed: DataFrame) -> DataFrame:
+    """Rejected rows with their reason (schema.QUARANTINE_ROWS)."""
+    out = routed.where(F.col("reason").isNotNull()).select("reason", "source_file", "raw")
+    return _conform(out, QUARANTINE_ROWS)
+
+
+def _conform(df: DataFrame, schema) -> DataFrame:
+    # Column order and types exactly as the schema module names them.
+    return df.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])

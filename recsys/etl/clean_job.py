@@ -1,0 +1,108 @@
+"""The clean step for one ``ds``: landing -> clean interactions, quarantine, side inputs, DQ summary.
+
+Everything is written to staging folders first; only when the books balance
+(raw = clean + duplicates + quarantined) are the partitions published, each with one atomic
+swap, interactions last (its ``_dq_summary.json`` marks the step as done). A re-run replaces
+exactly this ``ds`` of each table and nothing else.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from recsys import io
+from recsys.config import Config
+from recsys.etl import clean, landing, quality, side_inputs
+from recsys.schema import DS, INTERACTIONS, ITEMS, QUARANTINE, USERS
+
+log = logging.getLogger(__name__)
+
+_EMPTY_RAW = T.StructType(
+    [T.StructField(c, T.StringType()) for c in landing.OUTPUT_COLUMNS if c != "malformed"]
+    + [T.StructField("malformed", T.BooleanType())]
+)
+
+
+def landing_folder(landing_root: Path, table: str, ds: str) -> Path:
+    io.parse_ds(ds)
+    return Path(landing_root) / table / f"{DS}={ds}"
+
+
+def _file_counts(routed: DataFrame, files: list[landing.LandingFile]) -> list[dict]:
+    rows = routed.groupBy("source_file").agg(
+        F.count(F.lit(1)).alias("raw"),
+        F.count("reason").alias("quarantined"),
+    ).collect()
+    by_name = {r["source_file"]: r for r in rows}
+    return [{"file": f.path.name, "format": f.format,
+             "raw": by_name[f.path.name]["raw"] if f.path.name in by_name else 0,
+             "quarantined": by_name[f.path.name]["quarantined"] if f.path.name in by_name else 0}
+            for f in files]
+
+
+def _stage_side(spark: SparkSession, cfg: Config, landing_root: Path, warehouse: Path,
+                ds: str) -> tuple[dict[str, Path], dict]:
+    """Clean and stage the item catalog and user profiles that exist for ``ds``."""
+    staged, stats = {}, {}
+    for table, cleaner in ((ITEMS, side_inputs.clean_items), (USERS, side_inputs.clean_users)):
+        raw = side_inputs.read_side_input(spark, landing_folder(landing_root, table, ds))
+        if raw is None:
+            continue
+        good, rejected = cleaner(raw, cfg.clean.id_pattern)
+        path = io.staging_path(warehouse, table, ds)
+        good.write.parquet(str(path))
+        stats[table] = {"rows": spark.read.parquet(str(path)).count(), "rejected": rejected.count()}
+        staged[table] = path
+    return staged, stats
+
+
+def run_clean(spark: SparkSession, cfg: Config, ds: str, landing_root: Path,
+              warehouse: Path) -> dict:
+    """Clean the landing partition ``ds`` into the warehouse; return the DQ summary."""
+    folder = landing_folder(landing_root, INTERACTIONS, ds)
+    raw, files = landing.read_landing(spark, folder)  # file-level errors raise before any write
+    for table in (ITEMS, USERS):  # side inputs: fail on unknown formats before writing too
+        side = landing_folder(landing_root, table, ds)
+        if side.is_dir():
+            side_inputs.discover_side(side)
+    # Naive ISO timestamps mean UTC, and epoch math must not depend on the machine's zone.
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    for table in (INTERACTIONS, QUARANTINE, ITEMS, USERS):
+        io.clear_staging(warehouse, table, ds)
+    if raw is None:
+        raw = spark.createDataFrame([], _EMPTY_RAW)
+    routed = clean.route(raw, ds, cfg.clean).persist(StorageLevel.MEMORY_AND_DISK)
+    staged: dict[str, Path] = {}
+    try:
+        counts = quality.route_counts(routed)
+        file_counts = _file_counts(routed, files)
+        staged[INTERACTIONS] = io.staging_path(warehouse, INTERACTIONS, ds)
+        staged[QUARANTINE] = io.staging_path(warehouse, QUARANTINE, ds)
+        clean.clean_rows(routed).write.parquet(str(staged[INTERACTIONS]))
+        clean.quarantine_rows(routed).write.parquet(str(staged[QUARANTINE]))
+        side_staged, side_stats = _stage_side(spark, cfg, landing_root, warehouse, ds)
+        staged.update(side_staged)
+        # Count what was written, not what was meant to be: the books check the files.
+        stats = quality.clean_stats(spark.read.parquet(str(staged[INTERACTIONS])))
+        quarantined = spark.read.parquet(str(staged[QUARANTINE])).count()
+        summary = quality.summarize(ds, counts, stats, quarantined, file_counts, side_stats)
+        quality.reconcile(summary)
+    except Exception:
+        for table in staged:
+            io.clear_staging(warehouse, table, ds)
+        raise
+    finally:
+        routed.unpersist()
+    (staged[INTERACTIONS] / quality.DQ_SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    for table in (QUARANTINE, ITEMS, USERS, INTERACTIONS):
+        if table in staged:
+            io.publish_dir(staged[table], io.partition_path(warehouse, table, ds))
+    log.info("clean ds=%s: raw=%d clean=%d duplicates=%d quarantined=%d", ds, summary["raw"],
+             summary["clean"], summary["duplicates"], summary["quarantined"])
+    return summary

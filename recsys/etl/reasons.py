@@ -1,0 +1,23 @@
+"""Quarantine reason codes: why a raw row was rejected (one code per row, first rule that fails).
+
+The order of :data:`PRECEDENCE` is the order in which the rules are checked, so a row that breaks
+several rules is filed under the most fundamental one.
+"""
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class QuarantineReason(StrEnum):
+    MALFORMED_ROW = "malformed_row"          # JSON that does not parse / CSV with wrong column count
+    MISSING_ID = "missing_id"                # event_id, user_id or item_id null or blank
+    MALFORMED_ID = "malformed_id"            # an id that breaks clean.id_pattern
+    UNKNOWN_EVENT_TYPE = "unknown_event_type"
+    BAD_TS = "bad_ts"                        # ts missing or unparseable
+    TS_OUT_OF_WINDOW = "ts_out_of_window"    # outside [ds - late tolerance, ds + 1 day + early]
+    BAD_VALUE = "bad_value"                  # rating/quantity not numeric or out of range
+    INTERNAL_USER = "internal_user"          # user on clean.internal_users
+    BOT_USER = "bot_user"                    # more events in the day than clean.bot_max_events_per_day
+
+
+PRECEDENCE = tuple(QuarantineReason)
