@@ -74,7 +74,7 @@ def _write_record(kind: str, name: str, record: dict[str, Any]) -> Path:
 def record_failure(context: dict[str, Any]) -> None:
     """``on_failure_callback``: log which task failed and why; keep a JSON record of it.
 
-    Writes ``$RECSYS_HOME/airflow/failures/<dag>__<run>__<task>[<map>]__try<N>.json``.
+    Writes ``$RECSYS_HOME/airflow/failures/<dag>__<run>__<task>[.<map index>]__try<N>.json``.
     Never raises: a broken callback must not hide the task's own error.
     """
     try:
@@ -93,7 +93,8 @@ def record_failure(context: dict[str, Any]) -> None:
             "error": str(exc) if exc is not None else None,
             "recorded_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         }
-        name = f"{ti.dag_id}__{ti.run_id}__{task}__try{record['try_number']}"
+        label = task.replace("[", ".").rstrip("]")
+        name = f"{ti.dag_id}__{ti.run_id}__{label}__try{record['try_number']}"
         path = _write_record("failures", name, record)
         log.error("task %s of %s (run %s) failed: %s; record: %s",
                   task, ti.dag_id, ti.run_id, record["error"], path)
