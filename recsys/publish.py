@@ -1,0 +1,161 @@
+"""Publish a staged top-N table: validate, write the manifest, swap it in atomically, retain K.
+
+Contract of a published partition ``<warehouse>/recommendations/ds=<ds>/``:
+- one or more ``*.parquet`` files with ``schema.RECOMMENDATIONS_ARROW``, sorted by user, rank;
+- ``_manifest.json``: counts, provenance, schema, per-file sha256 and one table checksum;
+- ``_SUCCESS``, written last (by :func:`recsys.io.publish_dir`).
+Both metadata files start with ``_`` so Spark, Trino and Hive skip them when reading the data.
+Nothing here imports Spark except :func:`register_external_table`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+
+from recsys import io
+from recsys.schema import RECOMMENDATIONS, RECOMMENDATIONS_ARROW
+from recsys.score.run import SCORING_INFO, pending_path
+from recsys.score.validate import Check, Reference, validate
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "_manifest.json"
+
+
+def data_files(folder: Path) -> list[Path]:
+    """The table's data files in ``folder`` (hidden and ``_`` files excluded), by name."""
+    return sorted(p for p in Path(folder).glob("*.parquet") if not p.name.startswith(("_", ".")))
+
+
+def read_table(folder: Path | str) -> pa.Table:
+    """Read a staged or published partition's data files (``ds`` not included)."""
+    files = data_files(Path(folder))
+    if not files:
+        return RECOMMENDATIONS_ARROW.empty_table()
+    return pads.dataset([str(f) for f in files], format="parquet").to_table()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_checksums(folder: Path) -> tuple[list[dict[str, Any]], str]:
+    """Per-file sha256 and a table checksum (sha256 over the sorted ``name:sha256`` lines)."""
+    files = [{"name": p.name, "bytes": p.stat().st_size, "sha256": _sha256(p)} for p in data_files(folder)]
+    lines = "".join(f"{f['name']}:{f['sha256']}\n" for f in files)
+    return files, hashlib.sha256(lines.encode()).hexdigest()
+
+
+def build_manifest(folder: Path, ds: str, table: pa.Table, checks: list[Check], force: bool) -> dict:
+    """The manifest of the table staged in ``folder``."""
+    files, checksum = file_checksums(folder)
+    first = {c: table.column(c)[0].as_py() for c in
+             ("model_name", "model_version", "mlflow_run_id", "generated_at")}
+    per_source = table.group_by("source").aggregate([("user_id", "count_distinct")])
+    by_source = dict(zip(per_source.column("source").to_pylist(),
+                         per_source.column("user_id_count_distinct").to_pylist()))
+    info_file = folder / SCORING_INFO
+    return {
+        "table": RECOMMENDATIONS, "ds": ds,
+        "row_count": table.num_rows,
+        "user_count": len(pc.unique(table.column("user_id"))),
+        "users_by_source": by_source,
+        "model_name": first["model_name"], "model_version": first["model_version"],
+        "mlflow_run_id": first["mlflow_run_id"], "generated_at": first["generated_at"].isoformat(),
+        "published_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "schema": [{"name": f.name, "type": str(f.type), "nullable": f.nullable}
+                   for f in RECOMMENDATIONS_ARROW] + [{"name": "ds", "type": "string", "partition": True}],
+        "files": files, "checksum": checksum,
+        "checks": [{"name": c.name, "ok": c.ok, "skipped": c.skipped} for c in checks],
+        "forced": force,
+        "scoring": json.loads(info_file.read_text()) if info_file.exists() else None,
+    }
+
+
+def publish(warehouse: Path | str, ds: str, top_n: int, keep: int,
+            reference: Reference | None = None, force: bool = False,
+            staged: Path | None = None) -> dict:
+    """Validate the staged table of ``ds`` and publish it; return its manifest.
+
+    Raises ``FileNotFoundError`` when nothing is staged and
+    :class:`recsys.score.validate.TableRejected` when a check fails; in both cases the live
+    partition is left as it was, and a rejected table stays in staging for inspection.
+    """
+    staged = Path(staged) if staged else pending_path(warehouse, ds)
+    if not staged.is_dir():
+        raise FileNotFoundError(f"nothing staged for ds={ds} at {staged}: run `recsys score --ds {ds}` first")
+    table = read_table(staged)
+    checks = validate(table, top_n=top_n, reference=reference, force=force)
+    for c in checks:
+        if c.skipped:
+            log.warning("--force: publishing despite %s: %s", c.name, c.message)
+    manifest = build_manifest(staged, ds, table, checks, force)
+    (staged / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    final = io.partition_path(warehouse, RECOMMENDATIONS, ds)
+    io.publish_dir(staged, final)
+    dropped = io.drop_old_partitions(warehouse, RECOMMENDATIONS, keep)
+    log.info("published %d rows for %d users to %s; retention dropped %s",
+             manifest["row_count"], manifest["user_count"], final, dropped or "nothing")
+    return manifest
+
+
+def reference_from_training_set(ts, exclude_seen: bool = True, exclude_unavailable: bool = True) -> Reference:
+    """The checks' reference from the day's ``TrainingSet`` (ids, not indices)."""
+    inter = ts.interactions
+    user_ids, item_ids = np.asarray(ts.user_ids).astype(str), np.asarray(ts.item_ids).astype(str)
+    unavailable = None
+    if exclude_unavailable and getattr(ts, "item_available", None) is not None:
+        unavailable = item_ids[~np.asarray(ts.item_available, bool)]
+    return Reference(
+        active_users=user_ids,
+        seen_users=user_ids[inter.user_idx] if exclude_seen else None,
+        seen_items=item_ids[inter.item_idx] if exclude_seen else None,
+        unavailable_items=unavailable,
+    )
+
+
+def verify_partition(folder: Path | str) -> bool:
+    """True when the partition is complete and its files match the manifest's checksums."""
+    folder = Path(folder)
+    if not io.is_complete(folder) or not (folder / MANIFEST).exists():
+        return False
+    manifest = json.loads((folder / MANIFEST).read_text())
+    return file_checksums(folder)[1] == manifest["checksum"]
+
+
+_SQL_TYPES = {pa.string(): "STRING", pa.int32(): "INT", pa.float32(): "FLOAT"}
+
+
+def table_ddl(name: str, location: str) -> str:
+    """``CREATE TABLE`` for the published table as a Parquet external table partitioned by ds."""
+    cols = ",\n  ".join(
+        f"{f.name} {_SQL_TYPES.get(f.type, 'TIMESTAMP' if pa.types.is_timestamp(f.type) else None)}"
+        for f in RECOMMENDATIONS_ARROW)
+    return (f"CREATE TABLE IF NOT EXISTS {name} (\n  {cols},\n  ds STRING\n)\n"
+            f"USING parquet\nPARTITIONED BY (ds)\nLOCATION '{location}'")
+
+
+def register_external_table(spark, warehouse: Path | str, name: str = RECOMMENDATIONS) -> list[str]:
+    """Create (if needed) the external table ``name`` over the published partitions and sync its
+    partition list with the folders (new days added, retention-dropped days removed).
+
+    Returns the ``ds`` values the catalog lists afterwards.
+    """
+    location = str(io.table_path(warehouse, RECOMMENDATIONS).resolve())
+    spark.sql(table_ddl(name, location))
+    spark.sql(f"MSCK REPAIR TABLE {name} SYNC PARTITIONS")
+    spark.sql(f"REFRESH TABLE {name}")
+    return sorted(r[0].split("=", 1)[1] for r in spark.sql(f"SHOW PARTITIONS {name}").collect())

@@ -1,0 +1,182 @@
+"""Top-N for many users at once: blocked user x item products, masks, top-k on the device.
+
+A block of users is scored against the whole (filtered) catalog in one matrix product; seen items
+are set to -inf from the block's sparse rows, unavailable items are never scored at all (their
+columns are dropped up front), and ``torch.topk`` keeps the best ``n``. Memory is set by
+``block_size x n_items``, never by the number of users.
+
+Non-factorized models either score the full catalog per block (``score_users``, fine for small
+catalogs) or re-rank the top-``M`` candidates of a factorized model with ``score``.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from recsys.models.base import Recommender
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreOptions:
+    """How to score: from ``cfg.score`` plus the candidate settings for non-factorized models."""
+
+    top_n: int = 10
+    block_size: int = 4096
+    exclude_seen: bool = True
+    exclude_unavailable: bool = True
+    # Non-factorized models: re-rank this many candidates per user from a factorized model ...
+    candidates_m: int = 200
+    # ... unless the catalog is at most this large, then score every item (score_users).
+    full_scoring_max_items: int = 5000
+
+    @classmethod
+    def from_config(cls, score_cfg) -> "ScoreOptions":
+        """Build from a ``recsys.config.ScoreConfig`` (candidate settings keep their defaults)."""
+        return cls(top_n=score_cfg.top_n, block_size=score_cfg.block_size,
+                   exclude_seen=score_cfg.exclude_seen,
+                   exclude_unavailable=score_cfg.exclude_unavailable)
+
+
+def block_mask_coords(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray,
+                      col_map: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(row-in-block, column) of the nonzeros of CSR rows ``rows``, columns mapped by ``col_map``.
+
+    ``col_map[c]`` is the column's position in the scored catalog, -1 where it is not scored
+    (then the entry is dropped: an item that is not scored cannot be recommended anyway).
+    """
+    starts, stops = indptr[rows], indptr[rows + 1]
+    lengths = stops - starts
+    if lengths.sum() == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    r = np.repeat(np.arange(len(rows), dtype=np.int64), lengths)
+    # Gather every row's slice of `indices` without a Python loop.
+    offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+    c = indices[np.arange(lengths.sum()) + offsets].astype(np.int64)
+    if col_map is not None:
+        c = col_map[c]
+        keep = c >= 0
+        r, c = r[keep], c[keep]
+    return r, c
+
+
+def _finish(vals: torch.Tensor, idx: torch.Tensor, n: int, items: np.ndarray | None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """To numpy in catalog ids; -inf entries become item -1; pad to ``n`` columns."""
+    vals = vals.float().cpu().numpy()
+    idx = idx.cpu().numpy().astype(np.int64)
+    if items is not None:
+        idx = items[idx]
+    idx[np.isneginf(vals)] = -1
+    if idx.shape[1] < n:
+        pad = n - idx.shape[1]
+        idx = np.pad(idx, ((0, 0), (0, pad)), constant_values=-1)
+        vals = np.pad(vals, ((0, 0), (0, pad)), constant_values=-np.inf)
+    return idx, vals
+
+
+def topk_masked(scores: torch.Tensor, mask_rows: np.ndarray, mask_cols: np.ndarray, n: int
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """In place: set the masked cells to -inf, then top-``n`` per row (values, positions)."""
+    if len(mask_rows):
+        rows = torch.from_numpy(mask_rows).to(scores.device, non_blocking=True)
+        cols = torch.from_numpy(mask_cols).to(scores.device, non_blocking=True)
+        scores[rows, cols] = -torch.inf
+    return torch.topk(scores, min(n, scores.shape[1]), dim=1, sorted=True)
+
+
+class FactorizedScorer:
+    """Top-N by blocked matrix products of user and item vectors on ``device``.
+
+    ``items`` (optional) restricts the catalog to those item indices, e.g. the available ones;
+    results are always in the model's item index space.
+    """
+
+    def __init__(self, user_vectors: np.ndarray, item_vectors: np.ndarray,
+                 device: torch.device = torch.device("cpu"), items: np.ndarray | None = None) -> None:
+        self.device = device
+        self.n_items = len(item_vectors)
+        self.items = None if items is None else np.asarray(items, dtype=np.int64)
+        vecs = item_vectors if self.items is None else item_vectors[self.items]
+        self._u = torch.from_numpy(np.ascontiguousarray(user_vectors, np.float32)).to(device)
+        # (f, m) contiguous: the block product is then a plain GEMM with no transposed copy.
+        self._vt = torch.from_numpy(np.ascontiguousarray(vecs.T, np.float32)).to(device)
+        self.col_map = _col_map(self.items, self.n_items)
+
+    def topn(self, users: np.ndarray, n: int, mask_rows: np.ndarray, mask_cols: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` (items, scores) for model users ``users``; mask coords in scored columns."""
+        idx = torch.from_numpy(np.asarray(users, np.int64)).to(self.device)
+        with torch.no_grad():
+            scores = self._u.index_select(0, idx) @ self._vt
+            vals, pos = topk_masked(scores, mask_rows, mask_cols, n)
+        return _finish(vals, pos, n, self.items)
+
+
+class FullScorer:
+    """Top-N for any model by scoring every (filtered) item with ``model.score_users``."""
+
+    def __init__(self, model: Recommender, device: torch.device = torch.device("cpu"),
+                 items: np.ndarray | None = None) -> None:
+        self.model, self.device = model, device
+        self.n_items = model.n_items
+        self.items = None if items is None else np.asarray(items, dtype=np.int64)
+        self.col_map = _col_map(self.items, self.n_items)
+
+    def topn(self, users, n, mask_rows, mask_cols):
+        block = np.asarray(self.model.score_users(np.asarray(users, np.int64)), np.float32)
+        if self.items is not None:
+            block = block[:, self.items]
+        scores = torch.from_numpy(np.ascontiguousarray(block)).to(self.device)
+        vals, pos = topk_masked(scores, mask_rows, mask_cols, n)
+        return _finish(vals, pos, n, self.items)
+
+
+class RerankScorer:
+    """Top-``M`` candidates from a factorized scorer, re-ranked by ``model.score``.
+
+    Both models must share the item index space (the candidate scorer already masks seen and
+    unavailable items, so the re-ranked list inherits those filters).
+    """
+
+    def __init__(self, model: Recommender, candidates: FactorizedScorer, m: int) -> None:
+        self.model, self.candidates, self.m = model, candidates, m
+        self.col_map = candidates.col_map
+        self.n_items = candidates.n_items
+
+    def topn(self, users, n, mask_rows, mask_cols):
+        users = np.asarray(users, np.int64)
+        cand, _ = self.candidates.topn(users, max(self.m, n), mask_rows, mask_cols)
+        valid = cand >= 0
+        flat_u = np.repeat(users, cand.shape[1])[valid.ravel()]
+        scores = np.full(cand.shape, -np.inf, np.float32)
+        scores[valid] = self.model.score(flat_u, cand[valid])
+        vals, pos = torch.topk(torch.from_numpy(scores), min(n, scores.shape[1]), dim=1)
+        items = np.take_along_axis(cand, pos.numpy(), axis=1)
+        return _finish(vals, torch.from_numpy(items), n, None)
+
+
+def _col_map(items: np.ndarray | None, n_items: int) -> np.ndarray | None:
+    if items is None:
+        return None
+    out = np.full(n_items, -1, np.int64)
+    out[items] = np.arange(len(items))
+    return out
+
+
+def make_scorer(model: Recommender, options: ScoreOptions, device: torch.device,
+                items: np.ndarray | None = None, candidates: Recommender | None = None):
+    """The scorer for ``model``: matrix products when it factorizes, else full or re-ranked."""
+    if model.factorized:
+        return FactorizedScorer(model.user_vectors(), model.item_vectors(), device, items)
+    n_scored = model.n_items if items is None else len(items)
+    if n_scored <= options.full_scoring_max_items:
+        return FullScorer(model, device, items)
+    if candidates is None or not candidates.factorized:
+        raise ValueError(
+            f"{model.name} does not factorize and the catalog has {n_scored} items "
+            f"(> full_scoring_max_items={options.full_scoring_max_items}): "
+            "pass a factorized candidate model for re-ranking")
+    cand = FactorizedScorer(candidates.user_vectors(), candidates.item_vectors(), device, items)
+    return RerankScorer(model, cand, options.candidates_m)
