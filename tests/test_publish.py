@@ -116,7 +116,8 @@ def test_mixed_provenance_is_rejected(tmp_path):
 
 
 def test_nulls_are_rejected(tmp_path):
-    stage(tmp_path, "2024-03-02", table(replace(GOOD, 1, item_id=None)))
+    nullable = RECOMMENDATIONS_ARROW.set(2, pa.field("item_id", pa.string(), nullable=True))
+    stage(tmp_path, "2024-03-02", table(replace(GOOD, 1, item_id=None), schema=nullable))
     with pytest.raises(TableRejected, match=r"nulls: nulls in item_id \(1\)"):
         do_publish(tmp_path)
 
