@@ -15,7 +15,7 @@ import numpy as np
 from recsys.config import Config
 from recsys.data.training_set import TrainingSet, load_training_set
 from recsys.evaluate.gate import GateDecision, decide
-from recsys.evaluate.metrics import evaluate_model
+from recsys.evaluate.protocol import evaluate_model
 from recsys.evaluate.splits import leave_last_k_out
 from recsys.models.base import FitOptions, Interactions
 from recsys.train import run
@@ -24,9 +24,9 @@ from recsys.train.device import choose_device
 log = logging.getLogger(__name__)
 
 
-def holdout_split(ts: TrainingSet, seed: int) -> tuple[Interactions, Interactions]:
+def holdout_split(ts: TrainingSet) -> tuple[Interactions, Interactions]:
     """(train, holdout): each user's latest interaction is held out, when they have two or more."""
-    return leave_last_k_out(ts.interactions, k=1, seed=seed)
+    return leave_last_k_out(ts.interactions, k=1)
 
 
 def train_families(
@@ -34,7 +34,7 @@ def train_families(
 ) -> list[run.TrainResult]:
     """Train every family in ``families`` on the training set of ``ds``; register each version."""
     ts = load_training_set(cfg.paths.warehouse, ds)
-    train, _ = holdout_split(ts, cfg.train.seed)
+    train, _ = holdout_split(ts)
     device = choose_device(cfg.train.device)
     results = []
     for family in families:
@@ -66,13 +66,14 @@ def _in_model_space(bundle, ts: TrainingSet, data: Interactions, keep_users, kee
     mask = np.isin(users, keep_users) & np.isin(items, keep_items)
     u = bundle.user_index(users[mask])
     i = bundle.item_index(items[mask])
-    return Interactions(user_idx=u, item_idx=i, weight=data.weight[mask],
+    rating = None if data.rating is None else data.rating[mask]
+    return Interactions(user_idx=u, item_idx=i, weight=data.weight[mask], rating=rating,
                         n_users=len(bundle.user_ids), n_items=len(bundle.item_ids))
 
 
 def compare_on_holdout(cfg: Config, ts: TrainingSet, models: list[run.LoadedModel]) -> list[dict[str, float]]:
     """Metrics of each model on the same held-out slice of ``ts``."""
-    train, holdout = holdout_split(ts, cfg.train.seed)
+    train, holdout = holdout_split(ts)
     keep_users = ts.user_ids
     keep_items = ts.item_ids
     for m in models:  # the ids every model knows

@@ -67,7 +67,7 @@ class RecsysPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         self.bundle = ModelBundle.load(context.artifacts[BUNDLE_ARTIFACT])
 
-    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.Series:
+    def predict(self, context, model_input, params=None):
         u = self.bundle.user_index(model_input["user_id"].to_numpy())
         i = self.bundle.item_index(model_input["item_id"].to_numpy())
         known = (u >= 0) & (i >= 0)
@@ -75,6 +75,19 @@ class RecsysPyfunc(mlflow.pyfunc.PythonModel):
         if known.any():
             out[known] = self.bundle.model.score(u[known], i[known])
         return pd.Series(out, name="score")
+
+
+def _metrics(values: dict[str, float], prefix: str = "") -> dict[str, float]:
+    # MLflow metric names cannot hold "@": ndcg@10 is logged as ndcg_at_10.
+    return {f"{prefix}{k}".replace("@", "_at_"): float(v) for k, v in values.items()}
+
+
+def _signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    return ModelSignature(inputs=Schema([ColSpec("string", "user_id"), ColSpec("string", "item_id")]),
+                          outputs=Schema([ColSpec("float", "score")]))
 
 
 def setup(cfg: Config) -> str:
@@ -157,11 +170,11 @@ def train_and_log(
             mlflow.log_dict(lineage, "lineage.json")
         if dq_summary:
             mlflow.log_dict(dq_summary, "dq_summary.json")
-            mlflow.log_metrics({f"dq.{k}": float(v) for k, v in dq_summary.items()
-                                if isinstance(v, (int, float)) and not isinstance(v, bool)})
+            mlflow.log_metrics(_metrics({k: v for k, v in dq_summary.items()
+                                         if isinstance(v, (int, float)) and not isinstance(v, bool)}, "dq."))
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-            mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=epoch)
+            mlflow.log_metrics(_metrics(metrics), step=epoch)
             if options.on_epoch is not None:
                 options.on_epoch(epoch, metrics)
 
@@ -179,6 +192,7 @@ def train_and_log(
                 python_model=RecsysPyfunc(),
                 artifacts={BUNDLE_ARTIFACT: str(folder)},
                 registered_model_name=name,
+                signature=_signature(),
                 pip_requirements=["torch==2.13.0", "numpy", "pandas", "pyarrow", "scipy"],
             )
         version = str(info.registered_model_version)
@@ -267,9 +281,9 @@ def record_gate(
         "champion": champion_metrics,
     }
     with mlflow.start_run(run_id=challenger.run_id):
-        mlflow.log_metrics({f"holdout.{k}": float(v) for k, v in challenger_metrics.items()})
+        mlflow.log_metrics(_metrics(challenger_metrics, "holdout."))
         if champion_metrics:
-            mlflow.log_metrics({f"champion.{k}": float(v) for k, v in champion_metrics.items()})
+            mlflow.log_metrics(_metrics(champion_metrics, "champion."))
         mlflow.log_dict(payload, "gate.json")
         mlflow.set_tag("gate", "promoted" if decision.promote else "rejected")
     client.set_model_version_tag(challenger.name, challenger.version, "gate",
