@@ -14,7 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-DEFAULT_PORT = 8793
+# Not 8793: that is Airflow's default worker log server port, which the scheduler itself binds
+# (LocalExecutor). The log server gets ``port + 1``.
+DEFAULT_PORT = 8780
 GPU_POOL = "gpu"
 # One training job at a time per GPU; on a CPU-only machine this also keeps two torch jobs from
 # fighting over two cores. Raise it (airflow pools set gpu N ...) on a multi-GPU host.
@@ -41,7 +43,8 @@ def airflow_env(home: Path, repo: Path, *, port: int = DEFAULT_PORT,
 
     ``home`` is ``RECSYS_HOME``; Airflow lives in ``home/airflow`` (SQLite metadata DB, logs,
     failure records). ``repo`` is the repository root (``repo/dags`` is the DAGs folder).
-    ``port`` is where ``airflow api-server`` listens; workers reach the Execution API there.
+    ``port`` is where ``airflow api-server`` listens (workers reach the Execution API there);
+    the scheduler's task-log server listens on ``port + 1``.
     """
     home, repo = Path(home).resolve(), Path(repo).resolve()
     af_home = home / "airflow"
@@ -70,6 +73,7 @@ def airflow_env(home: Path, repo: Path, *, port: int = DEFAULT_PORT,
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(af_home / "passwords.json"),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(af_home / "logs"),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(port + 1),
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
         # The master is the connection's business, not the code's: a cluster URL in production.
         "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": "local[*]"}),
