@@ -34,7 +34,7 @@ class FixedScores(Recommender):
 
 class ItemMeanConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    shrink: float = 1.0
+    shrink: float = 0.0
 
 
 class ItemMean(Recommender):
