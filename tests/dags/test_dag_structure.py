@@ -72,6 +72,11 @@ def test_evaluate_and_score_follow_the_form(nightly):
     assert cmd.endswith("-m jobs.score --ds 2024-05-06 --set score.top_n=25")
 
 
+def test_validate_checks_against_the_same_top_n(nightly):
+    cmd = _render(nightly, "validate", "bash_command", top_n=7)
+    assert "-m jobs.publish --ds 2024-05-06 --set score.top_n=7 --validate-only" in cmd
+
+
 def test_train_command_passes_epochs_only_when_set(nightly):
     task = nightly.get_task("train")
     env = nightly.get_template_env()
@@ -91,7 +96,7 @@ def test_publish_honours_dry_run_and_force(nightly, params, publishes, force):
     cmd = _render(nightly, "publish", "bash_command", **params)
     assert ("exit 99" in cmd) is not publishes
     assert ("--force" in cmd) is force
-    assert "-m jobs.publish --ds 2024-05-06" in cmd
+    assert "-m jobs.publish --ds 2024-05-06 --set score.top_n=10" in cmd
     assert nightly.get_task("publish").skip_on_exit_code == [99]
 
 
