@@ -1,0 +1,31 @@
+"""Build the training set of one day from the clean interactions of the lookback window.
+
+    spark-submit jobs/build_features.py --ds 2024-01-01 [--warehouse DIR]
+    python -m jobs.build_features --ds 2024-01-01
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # spark-submit runs this file as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from jobs._common import job_parser, setup  # noqa: E402
+from recsys.etl.features_job import run_features  # noqa: E402
+from recsys.spark import get_spark  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = job_parser(__doc__.splitlines()[0])
+    parser.add_argument("--warehouse", type=Path, default=None, help="warehouse root (default: config)")
+    parser.add_argument("--master", default=None, help="Spark master (default: spark-submit's or config)")
+    args = parser.parse_args(argv)
+    cfg = setup(args)
+    spark = get_spark("features", cfg.spark, master=args.master)
+    run_features(spark, cfg, args.ds, args.warehouse or cfg.paths.warehouse)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

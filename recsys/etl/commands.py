@@ -1,0 +1,37 @@
+"""`recsys clean`, `recsys features` and `recsys bench clean`: the DAG's steps without Airflow."""
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+
+_STEPS = (
+    ("clean", "clean_interactions",
+     "clean one ds of raw logs: --ds DATE [--landing DIR --warehouse DIR]"),
+    ("features", "build_features",
+     "build the training set of one ds from clean interactions: --ds DATE [--warehouse DIR]"),
+)
+
+
+def register(sub, bench_sub) -> None:
+    for name, job, help_ in _STEPS:
+        # Arguments pass through untouched to jobs/<job>.py, which owns them (try --help).
+        p = sub.add_parser(name, help=help_, add_help=False)
+        p.add_argument("argv", nargs=argparse.REMAINDER)
+        p.set_defaults(func=lambda args, job=job: importlib.import_module(f"jobs.{job}").main(args.argv))
+    b = bench_sub.add_parser("clean", help="clean N generated events with Spark and with DuckDB")
+    b.add_argument("--events", type=int, default=1_000_000)
+    b.add_argument("--bad-row-rate", type=float, default=0.02)
+    b.add_argument("--workdir", type=Path, default=Path(".bench/clean"),
+                   help="where the generated landing and outputs go (reused when present)")
+    b.add_argument("--master", default="local[2]")
+    b.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    b.set_defaults(func=_bench)
+
+
+def _bench(args) -> int:
+    from recsys.etl.bench import run_bench
+
+    run_bench(args.events, args.workdir, master=args.master, bad_row_rate=args.bad_row_rate,
+              json_out=args.json)
+    return 0

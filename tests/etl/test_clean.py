@@ -1,0 +1,121 @@
+"""Cleaning rules on literal rows: ts parsing, every quarantine reason, duplicates, bots, weights."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import functions as F
+
+from recsys.config import CleanConfig
+from recsys.etl import clean
+from recsys.etl.landing import OUTPUT_COLUMNS
+from recsys.schema import CLEAN_INTERACTIONS
+
+DS = "2024-01-10"
+CFG = CleanConfig(
+    event_weights={"view": 1.0, "click": 2.0, "purchase": 5.0, "rating": 1.0},
+    rating_range=(0.5, 5.0), max_quantity=10, late_tolerance_hours=24, early_tolerance_hours=2,
+    bot_max_events_per_day=3, internal_users=("qa",),
+)
+UTC = dt.timezone.utc
+
+
+def _raw(spark, rows):
+    """Rows of (event_id, user_id, item_id, event_type, value, ts[, malformed]) as landing output."""
+    full = [(*r[:6], r[6] if len(r) > 6 else False, "f.jsonl", f"raw{i}") for i, r in enumerate(rows)]
+    ddl = ", ".join(f"{c} {'boolean' if c == 'malformed' else 'string'}" for c in OUTPUT_COLUMNS)
+    return spark.createDataFrame(full, ddl)
+
+
+@pytest.fixture(scope="module")
+def utc(spark):
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+
+
+def test_parse_ts_accepts_iso_and_epoch_forms(spark, utc):
+    noon = dt.datetime(2024, 1, 10, 12, 0, tzinfo=UTC)
+    cases = [
+        ("2024-01-10T12:00:00Z", noon),
+        ("2024-01-10T14:00:00+02:00", noon),
+        ("2024-01-10 12:00:00", noon),            # naive means UTC
+        ("1704888000", noon),                     # epoch seconds
+        ("1704888000000", noon),                  # epoch milliseconds
+        ("1704888000.5", noon + dt.timedelta(milliseconds=500)),
+        ("yesterday", None), ("NaN", None), ("1e400", None), ("", None), (None, None),
+    ]
+    df = spark.createDataFrame([(c,) for c, _ in cases], "s string")
+    got = [r["t"] for r in df.select(clean.parse_ts(F.col("s")).alias("t")).collect()]
+    want = [None if w is None else w.replace(tzinfo=None) for _, w in cases]
+    assert got == want
+
+
+def test_every_reason_in_precedence_order(spark, utc):
+    ok = ("e", "u1", "i1", "view", None, "2024-01-10T08:00:00Z")
+    rows = [
+        ("m", "u1", "i1", "view", None, "2024-01-10T08:00:00Z", True),   # malformed wins
+        ("e1", " ", "i1", "view", None, "2024-01-10T08:00:00Z"),
+        ("e2", "u1", "bad item!", "view", None, "2024-01-10T08:00:00Z"),
+        ("e3", "u1", "i1", "hover", None, "2024-01-10T08:00:00Z"),
+        ("e4", "u1", "i1", "view", None, "soon"),
+        ("e5", "u1", "i1", "view", None, "2024-01-08T23:59:59Z"),       # > 24 h late
+        ("e6", "u1", "i1", "view", None, "2024-01-11T02:00:00Z"),       # end of early tolerance
+        ("e7", "u1", "i1", "rating", "5.5", "2024-01-10T08:00:00Z"),
+        ("e8", "u1", "i1", "rating", "abc", "2024-01-10T08:00:00Z"),
+        ("e9", "u1", "i1", "purchase", "0", "2024-01-10T08:00:00Z"),
+        ("e10", "qa", "i1", "view", None, "2024-01-10T08:00:00Z"),
+        ("e11", *ok[1:]),
+        ("e12", "u1", "i1", "VIEW ", "junk", "2024-01-09T00:00:00Z"),    # 24 h late: accepted
+    ]
+    routed = clean.route(_raw(spark, rows), DS, CFG)
+    got = {r["event_id"]: r["reason"] for r in routed.collect()}
+    assert got == {
+        "m": "malformed_row", "e1": "missing_id", "e2": "malformed_id", "e3": "unknown_event_type",
+        "e4": "bad_ts", "e5": "ts_out_of_window", "e6": "ts_out_of_window", "e7": "bad_value",
+        "e8": "bad_value", "e9": "bad_value", "e10": "internal_user", "e11": None, "e12": None,
+    }
+
+
+def test_duplicates_keep_the_earliest_good_copy(spark, utc):
+    rows = [
+        ("d", "u1", "i1", "view", None, "2024-01-10T09:00:00Z"),
+        ("d", "u1", "i1", "view", None, "2024-01-10T08:00:00Z"),
+        ("d", "u1", "i1", "view", None, "garbage"),  # a broken copy never hides a good one
+        ("x", "u2", "i2", "click", None, "2024-01-10T10:00:00Z"),
+    ]
+    routed = clean.route(_raw(spark, rows), DS, CFG)
+    got = sorted((r["raw"], r["reason"], r["duplicate"]) for r in routed.collect())
+    assert got == [("raw0", None, True), ("raw1", None, False), ("raw2", "bad_ts", False),
+                   ("raw3", None, False)]
+
+
+def test_bot_users_are_quarantined_whole_day(spark, utc):
+    bot = [(f"b{i}", "bot", "i1", "view", None, "2024-01-10T08:00:00Z") for i in range(4)]
+    human = [(f"h{i}", "ann", "i1", "view", None, "2024-01-10T08:00:00Z") for i in range(3)]
+    routed = clean.route(_raw(spark, bot + human), DS, CFG)
+    got = {(r["user_id"], r["reason"]) for r in routed.collect()}
+    assert got == {("bot", "bot_user"), ("ann", None)}
+
+
+def test_clean_rows_types_weights_and_values(spark, utc):
+    rows = [
+        ("a", "u1", "i1", "rating", "4.5", "1704888000"),
+        ("b", "u1", "i2", "purchase", "2", "1704888000000"),
+        ("c", "u2", "i1", "view", "7", "2024-01-10T12:00:00Z"),  # a view's value is noise
+        ("d", "u2", "i1", "purchase", None, "2024-01-10T12:00:00Z"),
+    ]
+    out = clean.clean_rows(clean.route(_raw(spark, rows), DS, CFG))
+    noon = dt.datetime(2024, 1, 10, 12)
+    expected = spark.createDataFrame([
+        ("a", "u1", "i1", "rating", 4.5, 4.5, noon),
+        ("b", "u1", "i2", "purchase", 2.0, 5.0, noon),
+        ("c", "u2", "i1", "view", None, 1.0, noon),
+        ("d", "u2", "i1", "purchase", None, 5.0, noon),
+    ], CLEAN_INTERACTIONS)
+    assert_df_equality(out, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_quarantine_rows_keep_reason_file_and_raw(spark, utc):
+    rows = [("a", "u1", "i1", "hover", None, "1704888000")]
+    out = clean.quarantine_rows(clean.route(_raw(spark, rows), DS, CFG)).collect()
+    assert [tuple(r) for r in out] == [("unknown_event_type", "f.jsonl", "raw0")]
