@@ -5,9 +5,8 @@ Every split returns ``(train, test)`` in the same index space as the input (same
 
 * :func:`stratified_split` — the reference protocol: per user, a seeded shuffle, the first
   ``ratio`` of the rows to train. Matches the Recommenders project's ``python_stratified_split``
-  row for row when the rows come in the same order (one ``np.random.seed(seed)``;
-  ``np.random.rand(n)`` over all rows; sort by (user, random); a row goes to train when its
-  position / the user's count <= ratio).
+  row for row when the rows come in the same order (both its per-user-shuffle version, the
+  default, and its later global-draw version).
 * :func:`temporal_split` — one global time cut.
 * :func:`leave_last_k_out` — each user's last ``k`` rows by time to test.
 * :func:`validation_split` — carve a validation set out of a train set (tuning never sees test).
@@ -33,23 +32,55 @@ def _split(data: Interactions, train_mask: np.ndarray) -> tuple[Interactions, In
 
 
 def stratified_split(
-    data: Interactions, ratio: float = 0.75, seed: int = 42, min_train: int = 1
+    data: Interactions,
+    ratio: float = 0.75,
+    seed: int = 42,
+    min_train: int = 1,
+    shuffle: str = "per_user",
 ) -> tuple[Interactions, Interactions]:
     """Per-user random split: the first ``ratio`` of each user's shuffled rows go to train.
 
-    Every user keeps at least ``min_train`` rows in train (Recommenders would put a user with a
-    single row entirely in test; with ``min_train=0`` this function does the same).
+    ``shuffle="per_user"`` is the reference protocol (Recommenders' ``python_stratified_split``
+    as of its published MovieLens benchmark): each user's rows, in input order, are shuffled by
+    ``pandas.DataFrame.sample(frac=1, random_state=seed)`` (a ``RandomState(seed)`` permutation
+    of the user's row count) and the first ``round(ratio * n)`` go to train.
+    ``shuffle="global"`` is the later Recommenders variant: one ``RandomState(seed).rand`` draw
+    over all rows, rows sorted by (user, draw), a row trains when position / n <= ratio.
+    Either way every user keeps at least ``min_train`` rows in train.
     """
     if not 0.0 < ratio < 1.0:
         raise ValueError(f"ratio must be in (0, 1); got {ratio}")
-    # The legacy global RNG stream, as Recommenders uses it, so the rows match theirs.
-    rand = np.random.RandomState(seed).rand(len(data))
-    order = np.lexsort((rand, data.user_idx))
-    position, count = _group_positions(data.user_idx, order)
-    to_train = (position / count <= ratio) | (position <= min_train)
+    if shuffle == "per_user":
+        order, to_train = _per_user_shuffle(data.user_idx, ratio, seed)
+    elif shuffle == "global":
+        # The legacy global RNG stream, as Recommenders uses it, so the rows match theirs.
+        rand = np.random.RandomState(seed).rand(len(data))
+        order = np.lexsort((rand, data.user_idx))
+        position, count = _group_positions(data.user_idx, order)
+        to_train = position / count <= ratio
+    else:
+        raise ValueError(f"unknown shuffle {shuffle!r}; use 'per_user' or 'global'")
+    position, _ = _group_positions(data.user_idx, order)
     mask = np.zeros(len(data), dtype=bool)
-    mask[order] = to_train
+    mask[order] = to_train | (position <= min_train)
     return _split(data, mask)
+
+
+def _per_user_shuffle(user_idx: np.ndarray, ratio: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows grouped by user (input order kept) and whether each goes to train.
+
+    The same-seeded permutation depends only on the user's row count, so one permutation per
+    distinct count serves every user of that size.
+    """
+    order = np.argsort(user_idx, kind="stable")
+    position, count = _group_positions(user_idx, order)
+    to_train = np.zeros(len(order), dtype=bool)
+    for n in np.unique(count):
+        rows = count == n
+        shuffled_at = np.argsort(np.random.RandomState(seed).permutation(n))
+        cut = round(ratio * n)  # Python's round, as Recommenders' np.split index used it
+        to_train[rows] = shuffled_at[position[rows] - 1] < cut
+    return order, to_train
 
 
 def temporal_split(

@@ -26,10 +26,18 @@ def test_stratified_partitions_rows_with_per_user_ratio():
     data = _data([1, 2, 4, 10, 20])
     train, test = stratified_split(data, ratio=0.75, seed=42)
     assert sorted(np.concatenate([train.ts, test.ts]).tolist()) == list(range(len(data)))
+    # round(0.75 * n) rows to train (Python's round: 1.5 -> 2, 7.5 -> 8).
+    assert _per_user(train, 5) == [1, 2, 3, 8, 15]
+    assert _per_user(test, 5) == [0, 0, 1, 2, 5]
+    assert (train.n_users, train.n_items) == (data.n_users, data.n_items)
+
+
+def test_global_shuffle_variant_ratio_and_min_train():
+    data = _data([1, 2, 4, 10, 20])
+    train, test = stratified_split(data, ratio=0.75, seed=42, shuffle="global")
     # position / count <= 0.75 goes to train; a single-row user keeps its row in train.
     assert _per_user(train, 5) == [1, 1, 3, 7, 15]
     assert _per_user(test, 5) == [0, 1, 1, 3, 5]
-    assert (train.n_users, train.n_items) == (data.n_users, data.n_items)
 
 
 def test_stratified_is_deterministic_and_depends_on_the_seed():
@@ -41,11 +49,28 @@ def test_stratified_is_deterministic_and_depends_on_the_seed():
     assert a.ts.tolist() != c.ts.tolist()
 
 
-def test_stratified_matches_recommenders_python_stratified_split():
-    # The Recommenders procedure, written out with pandas as in their splitter.
+def _random_log(n=600):
     rng = np.random.default_rng(3)
-    users = rng.integers(0, 30, 600)
-    items = rng.integers(0, 50, 600)
+    return rng.integers(0, 30, n), rng.integers(0, 50, n)
+
+
+def test_stratified_matches_recommenders_per_user_sample_split():
+    # The reference procedure written out with pandas as Recommenders' splitter did it: per user
+    # (rows in input order) sample(frac=1, random_state=42), the first round(0.75 n) to train.
+    users, items = _random_log()
+    df = pd.DataFrame({"u": users, "row": np.arange(len(users))})
+    expected = sorted(r for _, g in df.groupby("u")
+                      for r in g.sample(frac=1, random_state=42)["row"][:round(0.75 * len(g))])
+    data = Interactions(user_idx=users.astype(np.int64), item_idx=items.astype(np.int64),
+                        weight=np.ones(len(users), np.float32), n_users=30, n_items=50,
+                        ts=np.arange(len(users), dtype=np.int64))
+    train, _ = stratified_split(data, ratio=0.75, seed=42)
+    assert sorted(train.ts.tolist()) == expected
+
+
+def test_global_variant_matches_recommenders_later_stratified_split():
+    # The later Recommenders procedure, written out with pandas as in their splitter.
+    users, items = _random_log()
     df = pd.DataFrame({"u": users, "i": items, "row": np.arange(600)})
     np.random.seed(42)
     df["random"] = np.random.rand(len(df))
@@ -56,13 +81,15 @@ def test_stratified_matches_recommenders_python_stratified_split():
     data = Interactions(user_idx=users.astype(np.int64), item_idx=items.astype(np.int64),
                         weight=np.ones(600, np.float32), n_users=30, n_items=50,
                         ts=np.arange(600, dtype=np.int64))
-    train, _ = stratified_split(data, ratio=0.75, seed=42, min_train=0)
+    train, _ = stratified_split(data, ratio=0.75, seed=42, min_train=0, shuffle="global")
     assert sorted(train.ts.tolist()) == expected
 
 
 def test_stratified_rejects_bad_ratio():
     with pytest.raises(ValueError, match="ratio"):
         stratified_split(_data([3]), ratio=1.0)
+    with pytest.raises(ValueError, match="shuffle"):
+        stratified_split(_data([3]), shuffle="nope")
 
 
 def test_leave_last_k_out_takes_latest_rows_by_time():
