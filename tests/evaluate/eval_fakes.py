@@ -48,7 +48,9 @@ class ItemMean(Recommender):
         mu = float(np.nanmean(train.rating))
         sums = np.bincount(train.item_idx, weights=train.rating, minlength=train.n_items)
         counts = np.bincount(train.item_idx, minlength=train.n_items)
-        self.means = ((sums + self.config.shrink * mu) / (counts + self.config.shrink)).astype(np.float32)
+        denom = counts + self.config.shrink
+        means = np.where(denom > 0, (sums + self.config.shrink * mu) / np.maximum(denom, 1e-12), mu)
+        self.means = means.astype(np.float32)
         return self
 
     def score(self, user_idx, item_idx):
