@@ -23,6 +23,14 @@ import numpy as np
 import scipy.sparse as sp
 
 
+def _as_relevant(relevant: sp.spmatrix) -> sp.csr_matrix:
+    """A deduplicated copy with sorted indices and no explicit zeros (the input is untouched)."""
+    rel = sp.csr_matrix(relevant, copy=True)
+    rel.sum_duplicates()  # also sorts the indices, which the lookup in hits_matrix needs
+    rel.eliminate_zeros()
+    return rel
+
+
 def hits_matrix(recommended: np.ndarray, relevant: sp.spmatrix, k: int) -> np.ndarray:
     """Boolean ``(n_users, k)``: whether ``recommended[u, r]`` is a relevant item of row ``u``.
 
@@ -32,22 +40,20 @@ def hits_matrix(recommended: np.ndarray, relevant: sp.spmatrix, k: int) -> np.nd
     recommended = np.asarray(recommended)
     if recommended.ndim != 2 or recommended.shape[1] < k:
         raise ValueError(f"recommended must be (n_users, >= {k}); got {recommended.shape}")
-    rel = sp.csr_matrix(relevant)
+    rel = _as_relevant(relevant)
     if rel.shape[0] != recommended.shape[0]:
         raise ValueError(
             f"recommended has {recommended.shape[0]} rows but relevant has {rel.shape[0]}"
         )
-    rel.sum_duplicates()  # also sorts the indices, which the lookup needs
-    rel.eliminate_zeros()
     n_items = np.int64(rel.shape[1])
     rows = np.repeat(np.arange(rel.shape[0], dtype=np.int64), np.diff(rel.indptr))
     keys = rows * n_items + rel.indices.astype(np.int64)
     top = recommended[:, :k].astype(np.int64)
     valid = (top >= 0) & (top < n_items)
     query = np.arange(len(top), dtype=np.int64)[:, None] * n_items + np.where(valid, top, 0)
-    pos = np.minimum(np.searchsorted(keys, query), max(len(keys) - 1, 0))
     if len(keys) == 0:
         return np.zeros(top.shape, dtype=bool)
+    pos = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
     return valid & (keys[pos] == query)
 
 
@@ -55,8 +61,9 @@ def _prepare(recommended, relevant, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Hits of the evaluated rows (those with >= 1 relevant item) and their #relevant."""
     if k < 1:
         raise ValueError(f"k must be >= 1; got {k}")
+    relevant = _as_relevant(relevant)
     hits = hits_matrix(recommended, relevant, k)
-    n_rel = np.diff(sp.csr_matrix(relevant).indptr)
+    n_rel = np.diff(relevant.indptr)
     keep = n_rel > 0
     return hits[keep], n_rel[keep].astype(np.float64)
 

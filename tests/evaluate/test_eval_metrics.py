@@ -64,8 +64,15 @@ def test_padding_never_hits_even_the_last_item():
 
 
 def test_duplicate_relevant_entries_count_once():
-    rel = sp.csr_matrix((np.ones(2), ([0, 0], [3, 3])), shape=(1, 5))
-    assert M.recall_at_k(np.array([[3, 1]]), rel, 2) == pytest.approx(1.0)
+    rel = sp.coo_matrix((np.ones(2), ([0, 0], [3, 3])), shape=(1, 5))
+    assert M.recall_at_k(np.array([[3, 1]]), rel.tocsr(), 2) == pytest.approx(1.0)
+    assert M.map_at_k(np.array([[3, 1]]), rel.tocsr(), 2) == pytest.approx(1.0)
+
+
+def test_the_relevant_matrix_is_not_modified():
+    rel = sp.csr_matrix((np.ones(3), [3, 3, 1], [0, 3]), shape=(1, 5))  # duplicates, unsorted
+    M.ranking_metrics(np.array([[3, 1]]), rel, 2)
+    assert rel.indices.tolist() == [3, 3, 1]
 
 
 def test_shape_errors_are_explicit():
