@@ -108,9 +108,17 @@ class FactorizedScorer:
              ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``n`` (items, scores) for model users ``users``; mask coords in scored columns."""
         idx = torch.from_numpy(np.asarray(users, np.int64)).to(self.device)
+        return self._topn(self._u.index_select(0, idx), n, mask_rows, mask_cols)
+
+    def topn_vectors(self, user_vectors: np.ndarray, n: int, mask_rows: np.ndarray,
+                     mask_cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`topn` for explicit user vectors (the Spark path ships them per batch)."""
+        u = torch.from_numpy(np.ascontiguousarray(user_vectors, np.float32)).to(self.device)
+        return self._topn(u, n, mask_rows, mask_cols)
+
+    def _topn(self, u: torch.Tensor, n: int, mask_rows, mask_cols):
         with torch.no_grad():
-            scores = self._u.index_select(0, idx) @ self._vt
-            vals, pos = topk_masked(scores, mask_rows, mask_cols, n)
+            vals, pos = topk_masked(u @ self._vt, mask_rows, mask_cols, n)
         return _finish(vals, pos, n, self.items)
 
 

@@ -1,0 +1,38 @@
+"""Validate the staged top-N table of a day and publish it atomically; apply retention.
+
+    python -m jobs.publish --ds 2026-11-21 [--force] [--register-table]
+
+--force publishes despite failed reference checks (missing active users, seen items, unavailable
+items); structural checks (schema, nulls, ranks, duplicates, rising scores) can never be skipped.
+Exit status 1 with the failed checks on stderr when the table is refused.
+"""
+from __future__ import annotations
+
+import sys
+
+from jobs._common import job_parser, setup
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = job_parser(__doc__.splitlines()[0])
+    p.add_argument("--force", action="store_true", help="skip the reference (non-structural) checks")
+    p.add_argument("--register-table", action="store_true",
+                   help="also create/refresh the external table `recommendations` in Spark's catalog")
+    args = p.parse_args(argv)
+    cfg = setup(args)
+    from recsys.score.job import publish_ds
+    from recsys.score.validate import TableRejected
+
+    try:
+        m = publish_ds(cfg, args.ds, force=args.force, register_table=args.register_table)
+    except (TableRejected, FileNotFoundError) as exc:
+        print(f"error: ds={args.ds} not published, the previous partition is unchanged.\n{exc}",
+              file=sys.stderr)
+        return 1
+    print(f"published ds={args.ds}: {m['row_count']} rows, {m['user_count']} users, "
+          f"{m['model_name']} v{m['model_version']} (run {m['mlflow_run_id']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

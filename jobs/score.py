@@ -1,0 +1,27 @@
+"""Score all users of a day's training set with the champion; stage the top-N table.
+
+    python -m jobs.score --ds 2026-11-21 [--model mf_bpr]
+
+Writes ``<warehouse>/_staging/recommendations/ds=D.pending/`` (never the live partition);
+``jobs/publish.py`` validates and publishes it.
+"""
+from __future__ import annotations
+
+import sys
+
+from jobs._common import job_parser, setup
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = job_parser(__doc__.splitlines()[0])
+    p.add_argument("--model", default=None, help="model family to score with (default: score.model)")
+    args = p.parse_args(argv)
+    cfg = setup(args, {"score.model": args.model} if args.model else None)
+    from recsys.score.job import score_ds
+
+    print(f"staged {score_ds(cfg, args.ds)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
