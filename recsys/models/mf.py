@@ -7,8 +7,10 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from recsys.models._sampling import NegativeSampler
+from recsys.models._validation import validator
 from recsys.models.base import FitOptions, Interactions, Recommender
-from recsys.train.loop import fit_epochs
+from recsys.train.loop import autocast, epoch_generator, fit_epochs
 
 
 class BPRConfig(BaseModel):
@@ -37,7 +39,7 @@ class _BPRModule(torch.nn.Module):
 
 
 class BPRMF(Recommender):
-    """Biased-item MF with the BPR pairwise loss and uniformly sampled negatives."""
+    """Biased-item MF with the BPR pairwise loss; negatives drawn among the user's unseen items."""
 
     name = "mf_bpr"
     factorized = True
@@ -45,42 +47,49 @@ class BPRMF(Recommender):
     def __init__(self, config: BPRConfig) -> None:
         super().__init__(config)
         self.module: _BPRModule | None = None
+        self.history: list[dict[str, float]] = []
 
     def fit(self, train: Interactions, options: FitOptions) -> "BPRMF":
         self._remember(train)
         cfg, device = self.config, options.device
         torch.manual_seed(options.seed)
-        gen = torch.Generator(device="cpu").manual_seed(options.seed)
         self.module = _BPRModule(train.n_users, train.n_items, cfg.factors).to(device)
         opt = torch.optim.Adam(self.module.parameters(), lr=cfg.lr)
-        users = torch.from_numpy(train.user_idx).to(device)
-        items = torch.from_numpy(train.item_idx).to(device)
+        sampler = NegativeSampler(train.user_idx, train.item_idx, train.n_items)
+        users_cpu = torch.from_numpy(train.user_idx)
+        users, items = users_cpu.to(device), torch.from_numpy(train.item_idx).to(device)
         n = len(users)
 
         def train_epoch(epoch: int) -> dict[str, float]:
-            order = torch.randperm(n, generator=gen).to(device)
-            negs = torch.randint(0, train.n_items, (n,), generator=gen).to(device)
-            total = 0.0
+            gen = epoch_generator(options.seed, epoch)
+            order = torch.randperm(n, generator=gen)
+            negs = sampler.sample(users_cpu[order], gen).squeeze(1).to(device)
+            order = order.to(device)
+            total = torch.zeros((), device=device)
             for start in range(0, n, cfg.batch_size):
                 idx = order[start:start + cfg.batch_size]
-                u, i, j = users[idx], items[idx], negs[idx]
-                diff = self.module(u, i) - self.module(u, j)
-                reg = (self.module.user(u).pow(2).sum() + self.module.item(i).pow(2).sum()
-                       + self.module.item(j).pow(2).sum()) / len(idx)
-                loss = -torch.nn.functional.logsigmoid(diff).mean() + cfg.weight_decay * reg
+                u, i, j = users[idx], items[idx], negs[start:start + cfg.batch_size]
+                with autocast(device):
+                    diff = self.module(u, i) - self.module(u, j)
+                    reg = (self.module.user(u).pow(2).sum() + self.module.item(i).pow(2).sum()
+                           + self.module.item(j).pow(2).sum()) / len(idx)
+                    loss = -torch.nn.functional.logsigmoid(diff).mean() + cfg.weight_decay * reg
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += loss.item() * len(idx)
-            return {"loss": total / n, "samples": float(n)}
+                total += loss.detach().float() * len(idx)  # no per-batch device sync
+            return {"loss": float(total) / n, "samples": float(n)}
 
-        epochs = options.epochs or cfg.epochs
-        self.history = fit_epochs(self.module, opt, train_epoch, epochs, options)
+        self.history = fit_epochs(
+            self.module, opt, train_epoch, options.epochs or cfg.epochs, options,
+            validate=validator(self, options.validation), monitor="val_ndcg@10",
+            patience=cfg.patience, fingerprint=f"{self.name}:{train.n_users}x{train.n_items}:{n}",
+        )
         self.module.eval()
         return self
 
     def _vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        assert self.module is not None, "fit() first"
+        self._check_fitted()
         with torch.no_grad():
             u = self.module.user.weight.float().cpu().numpy()
             i = self.module.item.weight.float().cpu().numpy()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -9,11 +10,20 @@ from pydantic import BaseModel, ValidationError
 # name -> "module:ConfigClass:ModelClass" (imported on first use to keep imports light)
 FAMILIES: dict[str, str] = {
     "mf_bpr": "recsys.models.mf:BPRConfig:BPRMF",
+    "mf_explicit": "recsys.models.mf_explicit:ExplicitMFConfig:ExplicitMF",
+    "ials": "recsys.models.ials:IALSConfig:IALS",
+    "neumf": "recsys.models.neumf:NeuMFConfig:NeuMF",
+    "multvae": "recsys.models.multvae:MultVAEConfig:MultVAE",
+    "two_tower": "recsys.models.two_tower:TwoTowerConfig:TwoTower",
+    "popularity": "recsys.models.baselines:PopularityConfig:Popularity",
+    "itemknn": "recsys.models.baselines:ItemKNNConfig:ItemKNN",
+    "ease": "recsys.models.baselines:EASEConfig:EASE",
+    "als_spark": "recsys.models.als_spark:ALSSparkConfig:ALSSpark",
 }
 
 
 class UnknownModelError(ValueError):
-    pass
+    """No model family has this name."""
 
 
 def _resolve(name: str) -> tuple[type[BaseModel], type]:
@@ -33,6 +43,10 @@ def validate_model_config(name: str, params: dict[str, Any] | BaseModel) -> Base
     cfg_cls, _ = _resolve(name)
     if isinstance(params, cfg_cls):
         return params
+    if not isinstance(params, Mapping):
+        raise ValueError(
+            f"invalid config for model {name!r}: expected a mapping of settings, "
+            f"got {type(params).__name__}")
     try:
         return cfg_cls.model_validate(dict(params))
     except ValidationError as exc:
@@ -47,4 +61,5 @@ def build_model(name: str, params: dict[str, Any] | BaseModel | None = None):
 
 
 def model_names() -> list[str]:
+    """Every registered family name, sorted."""
     return sorted(FAMILIES)

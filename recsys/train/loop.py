@@ -86,6 +86,8 @@ def fit_epochs(
         torch.set_rng_state(saved["rng"])
         start_epoch, history = saved["epoch"] + 1, saved["history"]
         best, best_state, stale = saved["best"], saved["best_state"], saved["stale"]
+        if monitor is not None and stale >= patience:  # the killed run had already stopped early
+            start_epoch = epochs
     bar = tqdm(range(start_epoch, epochs), desc="train", unit="epoch", disable=not options.progress)
     for epoch in bar:
         t0 = time.perf_counter()

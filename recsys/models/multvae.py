@@ -1,0 +1,123 @@
+"""Mult-VAE (Liang et al. 2018): a variational autoencoder over each user's item multinomial.
+
+The encoder reads a user's (L2-normalized, dropped-out) interaction row; the decoder outputs a
+softmax over all items. Scoring a user runs the encoder mean through the decoder, so users are
+scored from their training history (a user with none gets the population's taste).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+
+from recsys.models._validation import validator
+from recsys.models.base import FitOptions, Interactions, Recommender
+from recsys.train.loop import autocast, epoch_generator, fit_epochs
+
+
+class MultVAEConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hidden: int = Field(600, ge=1)
+    latent: int = Field(200, ge=1)
+    dropout: float = Field(0.5, ge=0, lt=1)
+    beta_max: float = Field(0.2, ge=0)
+    anneal_steps: int = Field(2000, ge=1)  # optimizer steps to reach beta_max
+    epochs: int = Field(200, ge=1)
+    batch_size: int = Field(256, ge=1)
+    lr: float = Field(0.001, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    patience: int = Field(20, ge=1)
+
+
+class _VAE(torch.nn.Module):
+    def __init__(self, n_items: int, cfg: MultVAEConfig) -> None:
+        super().__init__()
+        self.drop = torch.nn.Dropout(cfg.dropout)
+        self.enc = torch.nn.Linear(n_items, cfg.hidden)
+        self.enc_out = torch.nn.Linear(cfg.hidden, 2 * cfg.latent)
+        self.dec = torch.nn.Linear(cfg.latent, cfg.hidden)
+        self.dec_out = torch.nn.Linear(cfg.hidden, n_items)
+        self.latent = cfg.latent
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h = self.drop(F.normalize(x, dim=1))
+        stats = self.enc_out(torch.tanh(self.enc(h)))
+        mu, logvar = stats[:, :self.latent], stats[:, self.latent:]
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
+        return self.dec_out(torch.tanh(self.dec(z))), mu, logvar
+
+
+class MultVAE(Recommender):
+    name = "multvae"
+
+    def __init__(self, config: MultVAEConfig) -> None:
+        super().__init__(config)
+        self.module: _VAE | None = None
+        self.history: list[dict[str, float]] = []
+        self.device = torch.device("cpu")
+
+    def fit(self, train: Interactions, options: FitOptions) -> "MultVAE":
+        self._remember(train)
+        cfg, device = self.config, options.device
+        self.device = device
+        torch.manual_seed(options.seed)
+        self.module = _VAE(train.n_items, cfg).to(device)
+        opt = torch.optim.Adam(self.module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        active = np.flatnonzero(np.diff(self._seen.indptr))
+        per_epoch = -(-len(active) // cfg.batch_size)
+
+        def train_epoch(epoch: int) -> dict[str, float]:
+            order = active[torch.randperm(len(active), generator=epoch_generator(options.seed, epoch)).numpy()]
+            total = 0.0
+            for b, start in enumerate(range(0, len(order), cfg.batch_size)):
+                x = self._rows(order[start:start + cfg.batch_size])
+                # The step count comes from (epoch, batch), so annealing survives a resume.
+                beta = min(cfg.beta_max, cfg.beta_max * (epoch * per_epoch + b) / cfg.anneal_steps)
+                with autocast(device):
+                    logits, mu, logvar = self.module(x)
+                nll = -(F.log_softmax(logits.float(), dim=1) * x).sum(1).mean()
+                kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).float().sum(1).mean()
+                loss = nll + beta * kl
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(x)
+            return {"loss": total / len(order), "samples": float(self._seen[order].nnz)}
+
+        self.history = fit_epochs(
+            self.module, opt, train_epoch, options.epochs or cfg.epochs, options,
+            validate=validator(self, options.validation), monitor="val_ndcg@10",
+            patience=cfg.patience,
+            fingerprint=f"{self.name}:{train.n_users}x{train.n_items}:{self._seen.nnz}",
+        )
+        self.module.eval()
+        return self
+
+    def _rows(self, users: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(self._seen[users].toarray(), dtype=torch.float32, device=self.device)
+
+    @torch.no_grad()
+    def score_users(self, user_idx: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        self.module.eval()
+        out = []
+        for start in range(0, len(user_idx), 1024):
+            with autocast(self.device):
+                logits, _, _ = self.module(self._rows(np.asarray(user_idx)[start:start + 1024]))
+            out.append(F.log_softmax(logits.float(), dim=1).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.n_items), np.float32)
+
+    def score(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
+        return self._score_pairs_by_user(user_idx, item_idx)
+
+    def state(self) -> dict[str, Any]:
+        return {"module": {k: v.cpu() for k, v in self.module.state_dict().items()}}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.module = _VAE(self.n_items, self.config)
+        self.module.load_state_dict(state["module"])
+        self.module.eval()

@@ -1,0 +1,159 @@
+"""Two-tower hybrid: collaborative ids plus user-profile and item features, softmax-trained.
+
+``user = id_u + mlp_u(user_features_u)`` and ``item = id_i + mlp_i(item_features_i)``, both
+L2-normalized; ``score = user . item / temperature``. Id embeddings are dropped at random during
+training (``id_dropout``) so that the feature path alone learns to place entities; entities with
+no training interactions keep a zero id embedding and are scored from their features (cold start).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+
+from recsys.models._validation import validator
+from recsys.models.base import FitOptions, Interactions, Recommender
+from recsys.train.loop import autocast, epoch_generator, fit_epochs
+
+
+class TwoTowerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dim: int = Field(64, ge=1)
+    hidden: int = Field(128, ge=1)
+    id_dropout: float = Field(0.3, ge=0, le=1)
+    temperature: float = Field(0.1, gt=0)
+    negatives: int = Field(512, ge=1)  # uniform item negatives shared by a batch
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(1024, ge=1)
+    lr: float = Field(0.003, gt=0)
+    weight_decay: float = Field(1e-6, ge=0)
+    patience: int = Field(5, ge=1)
+
+
+def _tower(n: int, n_features: int, cfg: TwoTowerConfig) -> torch.nn.ModuleDict:
+    parts = {"ids": torch.nn.Embedding(n, cfg.dim)}
+    torch.nn.init.normal_(parts["ids"].weight, std=0.1)
+    if n_features:
+        parts["mlp"] = torch.nn.Sequential(
+            torch.nn.Linear(n_features, cfg.hidden), torch.nn.ReLU(),
+            torch.nn.Linear(cfg.hidden, cfg.dim))
+    return torch.nn.ModuleDict(parts)
+
+
+class _TwoTower(torch.nn.Module):
+    def __init__(self, n_users: int, n_items: int, f_user: int, f_item: int,
+                 cfg: TwoTowerConfig) -> None:
+        super().__init__()
+        self.user, self.item = _tower(n_users, f_user, cfg), _tower(n_items, f_item, cfg)
+        self.register_buffer("user_features", torch.zeros(n_users, f_user))
+        self.register_buffer("item_features", torch.zeros(n_items, f_item))
+
+    @staticmethod
+    def _embed(tower, features, idx, keep: torch.Tensor | None) -> torch.Tensor:
+        v = tower["ids"](idx)
+        if keep is not None:
+            v = v * keep[:, None]
+        if "mlp" in tower:
+            v = v + tower["mlp"](features[idx])
+        return F.normalize(v, dim=-1)
+
+    def users(self, idx, keep=None) -> torch.Tensor:
+        return self._embed(self.user, self.user_features, idx, keep)
+
+    def items(self, idx, keep=None) -> torch.Tensor:
+        return self._embed(self.item, self.item_features, idx, keep)
+
+
+def _features(m: np.ndarray | None, n: int) -> np.ndarray:
+    return np.zeros((n, 0), np.float32) if m is None else np.asarray(m, np.float32)
+
+
+class TwoTower(Recommender):
+    name = "two_tower"
+    factorized = True
+
+    def __init__(self, config: TwoTowerConfig) -> None:
+        super().__init__(config)
+        self.module: _TwoTower | None = None
+        self.history: list[dict[str, float]] = []
+        self.shapes = (0, 0)
+
+    def fit(self, train: Interactions, options: FitOptions) -> "TwoTower":
+        self._remember(train)
+        cfg, device = self.config, options.device
+        fu, fi = _features(train.user_features, train.n_users), _features(train.item_features, train.n_items)
+        self.shapes = (fu.shape[1], fi.shape[1])
+        torch.manual_seed(options.seed)
+        m = self.module = _TwoTower(train.n_users, train.n_items, *self.shapes, cfg)
+        m.user_features.copy_(torch.from_numpy(fu))
+        m.item_features.copy_(torch.from_numpy(fi))
+        m.to(device)
+        opt = torch.optim.AdamW(m.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        users, items = torch.from_numpy(train.user_idx), torch.from_numpy(train.item_idx)
+        n = len(users)
+
+        def train_epoch(epoch: int) -> dict[str, float]:
+            gen = epoch_generator(options.seed, epoch)
+            order = torch.randperm(n, generator=gen)
+            total = torch.zeros((), device=device)
+            for start in range(0, n, cfg.batch_size):
+                idx = order[start:start + cfg.batch_size]
+                u, i = users[idx].to(device), items[idx].to(device)
+                negs = torch.randint(0, train.n_items, (cfg.negatives,), generator=gen).to(device)
+                keep = (torch.rand(2, len(idx), generator=gen) >= cfg.id_dropout).float().to(device)
+                with autocast(device):
+                    uv, iv = m.users(u, keep[0]), m.items(i, keep[1])
+                    nv = m.items(negs)
+                pos = (uv * iv).sum(-1, keepdim=True)
+                logits = torch.cat([pos, uv @ nv.T], dim=1).float() / cfg.temperature
+                # Column 0 is the positive; a sampled negative equal to it is masked out.
+                logits[:, 1:] = logits[:, 1:].masked_fill(negs[None, :] == i[:, None], -1e9)
+                loss = F.cross_entropy(logits, torch.zeros(len(idx), dtype=torch.long, device=device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += loss.detach() * len(idx)
+            return {"loss": float(total) / n, "samples": float(n)}
+
+        self.history = fit_epochs(
+            m, opt, train_epoch, options.epochs or cfg.epochs, options,
+            validate=validator(self, options.validation), monitor="val_ndcg@10", patience=cfg.patience,
+            fingerprint=f"{self.name}:{train.n_users}x{train.n_items}:{n}:{self.shapes}",
+        )
+        with torch.no_grad():  # never-seen entities: features only (their ids were never trained)
+            m.user.ids.weight[torch.from_numpy(np.diff(self._seen.indptr) == 0).to(device)] = 0.0
+            item_counts = np.bincount(train.item_idx, minlength=train.n_items)
+            m.item.ids.weight[torch.from_numpy(item_counts == 0).to(device)] = 0.0
+        m.eval()
+        return self
+
+    @torch.no_grad()
+    def user_vectors(self) -> np.ndarray:
+        self._check_fitted()
+        dev = self.module.user_features.device
+        return self.module.users(torch.arange(self.n_users, device=dev)).float().cpu().numpy()
+
+    @torch.no_grad()
+    def item_vectors(self) -> np.ndarray:
+        self._check_fitted()
+        dev = self.module.item_features.device
+        v = self.module.items(torch.arange(self.n_items, device=dev)).float().cpu().numpy()
+        return v / self.config.temperature
+
+    def score(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
+        u, i = self.user_vectors(), self.item_vectors()
+        return np.einsum("nf,nf->n", u[user_idx], i[item_idx]).astype(np.float32)
+
+    def state(self) -> dict[str, Any]:
+        return {"shapes": self.shapes,
+                "module": {k: v.cpu() for k, v in self.module.state_dict().items()}}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.shapes = tuple(state["shapes"])
+        self.module = _TwoTower(self.n_users, self.n_items, *self.shapes, self.config)
+        self.module.load_state_dict(state["module"])
+        self.module.eval()
