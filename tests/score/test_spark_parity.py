@@ -5,6 +5,7 @@ import dataclasses
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 from chispa import assert_approx_df_equality
 
 from recsys.publish import read_table
@@ -15,6 +16,7 @@ from recsys.score.validate import check_schema
 from tests.score.conftest import PROV, fit_bundle, make_data
 
 
+@pytest.mark.slow  # starts Spark tasks with Python workers: ~30 s alone, minutes on a busy machine
 def test_spark_and_single_node_agree(spark, tmp_path):
     base = make_data(n_users=20, n_items=15, per_user=4, seed=3)
     bundle = fit_bundle(base)
