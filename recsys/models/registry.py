@@ -18,6 +18,7 @@ FAMILIES: dict[str, str] = {
     "popularity": "recsys.models.baselines:PopularityConfig:Popularity",
     "itemknn": "recsys.models.baselines:ItemKNNConfig:ItemKNN",
     "ease": "recsys.models.baselines:EASEConfig:EASE",
+    "ease_hybrid": "recsys.models.ease_hybrid:EASEHybridConfig:EASEHybrid",
     "als_spark": "recsys.models.als_spark:ALSSparkConfig:ALSSpark",
 }
 

@@ -20,6 +20,7 @@ FAST: dict[str, dict] = {
     "popularity": {},
     "itemknn": {"neighbors": 10, "shrinkage": 1.0},
     "ease": {"l2": 1.0},
+    "ease_hybrid": {"l2": 1.0, "item_feature_weight": 0.5, "user_feature_weight": 0.5},
     "als_spark": {"factors": 8, "max_iter": 10, "reg": 0.01},
 }
 FAMILY_PARAMS = [pytest.param(name, marks=pytest.mark.slow) if name == "als_spark" else name
