@@ -74,7 +74,8 @@ PARAMS = {
     "epochs": Param(None, type=["null", "integer"], minimum=1, title="Epochs override",
                     description="Empty: every model's own epochs from conf/models/."),
     "force_publish": Param(False, type="boolean", title="Force publish",
-                           description="Publish even if validation warnings would block it."),
+                           description="Publish despite failed reference checks (unknown users, "
+                           "seen or unavailable items); structural checks always apply."),
     "dry_run": Param(False, type="boolean", title="Dry run",
                      description="Run every step but publish; the published table is untouched."),
 }
@@ -121,7 +122,7 @@ with DAG(
     deadline=DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT,
         interval=DEADLINE,
-        callback=SyncCallback("_recsys_dag_support.deadline_missed"),
+        callback=SyncCallback(deadline_missed),
     ),
     tags=["recsys", "nightly", "spark", "pytorch", "mlflow"],
 ) as dag:
