@@ -1,0 +1,130 @@
+"""`recsys bench clean`: clean N generated events with the Spark job, then the same rules in DuckDB.
+
+Both engines read the same landing files (JSON Lines, CSV, Parquet, gzip in part), apply the same
+rules (quarantine reasons, duplicates, bots) and write Parquet. Printed: seconds, events/s, peak
+memory (RSS of the process tree: the Spark JVM included), both engines' books and the time ratio.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from recsys.config import CleanConfig, load_config
+
+DS = "2024-01-10"
+log = logging.getLogger(__name__)
+
+
+class PeakRss:
+    """Sample the RSS of this process and its children; ``peak`` in bytes."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for p in [me, *me.children(recursive=True)]:
+                try:
+                    total += p.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "PeakRss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def ensure_landing(workdir: Path, events: int, bad_row_rate: float) -> Path:
+    """Generate the landing once per (events, bad_row_rate); reuse it on later runs."""
+    from recsys.data.generator import generate_landing
+
+    landing = workdir / f"landing-{events}-{bad_row_rate}"
+    marker = landing / "_generated.json"
+    if not marker.exists():
+        t0 = time.perf_counter()
+        report = generate_landing(landing, DS, 1, seed=42, n_users=max(1000, events // 50),
+                                  n_items=max(500, events // 200), events_per_day=events,
+                                  bad_row_rate=bad_row_rate, chunk_size=500_000)
+        report["seconds"] = round(time.perf_counter() - t0, 1)
+        marker.write_text(json.dumps(report))
+    return landing
+
+
+def _spark_run(landing: Path, out: Path, master: str) -> dict:
+    from recsys.etl.clean_job import run_clean
+    from recsys.spark import get_spark
+
+    cfg = load_config()
+    spark_cfg = cfg.spark.model_copy(update={"conf": {**cfg.spark.conf, "spark.sql.shuffle.partitions": "4",
+                                                       "spark.driver.memory": "3g"}})
+    with PeakRss() as mem:
+        t0 = time.perf_counter()
+        spark = get_spark("bench-clean", spark_cfg, master=master)
+        t1 = time.perf_counter()
+        summary = run_clean(spark, cfg, DS, landing, out / "spark")
+        t2 = time.perf_counter()
+        spark.stop()
+    return {"seconds": t2 - t1, "startup_seconds": t1 - t0, "peak_rss_mb": mem.peak / 2**20,
+            "books": {k: summary[k] for k in ("raw", "clean", "duplicates", "quarantined")},
+            "reasons": summary["reasons"]}
+
+
+def _duck_run(landing: Path, out: Path, cfg: CleanConfig, threads: int) -> dict:
+    from recsys.etl import duck_clean
+
+    with PeakRss() as mem:
+        t0 = time.perf_counter()
+        books = duck_clean.clean(landing / "interactions" / f"ds={DS}", out / "duckdb", DS, cfg, threads)
+        seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "peak_rss_mb": mem.peak / 2**20, **books}
+
+
+def run_bench(events: int, workdir: Path, *, master: str = "local[2]", bad_row_rate: float = 0.02,
+              json_out: Path | None = None) -> dict:
+    """Run both engines on the same generated files; print and return the figures."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    landing = ensure_landing(workdir, events, bad_row_rate)
+    out = workdir / "out"
+    cfg = load_config()
+    spark = _spark_run(landing, out, master)
+    threads = int(master[len("local["):-1]) if master.startswith("local[") and master[6:-1].isdigit() else 2
+    duck = _duck_run(landing, out, cfg.clean, threads)
+    n = spark["books"]["raw"]
+    result = {
+        "events": n, "master": master, "duckdb_threads": threads, "spark": spark, "duckdb": duck,
+        "spark_events_per_s": n / spark["seconds"], "duckdb_events_per_s": n / duck["seconds"],
+        "ratio_spark_over_duckdb": spark["seconds"] / duck["seconds"],
+        "books_agree": spark["books"] == duck["books"],
+    }
+    _print(result)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _print(r: dict) -> None:
+    print(f"clean benchmark: {r['events']:,} raw events, Spark {r['master']} vs DuckDB "
+          f"{r['duckdb_threads']} threads")
+    print(f"{'engine':<8}{'seconds':>10}{'events/s':>14}{'peak RSS MB':>14}  books (raw/clean/dup/quar)")
+    for name in ("spark", "duckdb"):
+        e, b = r[name], r[name]["books"]
+        print(f"{name:<8}{e['seconds']:>10.1f}{r[name + '_events_per_s']:>14,.0f}{e['peak_rss_mb']:>14,.0f}"
+              f"  {b['raw']}/{b['clean']}/{b['duplicates']}/{b['quarantined']}")
+    print(f"Spark / DuckDB time ratio: {r['ratio_spark_over_duckdb']:.2f}x "
+          f"(Spark session start-up, not counted: {r['spark']['startup_seconds']:.1f} s); "
+          f"books agree: {r['books_agree']}")
