@@ -99,3 +99,22 @@ def test_delimited_missing_column_is_named(tmp_path):
     f.write_text("u,i,r\n1,2,3\n")
     with pytest.raises(ImportFormatError, match="user_id \\(column 'user_id'\\)"):
         read_delimited(f)
+
+
+def test_write_landing_partitions_by_utc_day_and_fills_missing_ts(tmp_path):
+    import pyarrow.parquet as pq
+
+    from recsys.data.landing import write_landing
+
+    ratings = pd.DataFrame({"user_id": ["1", "2", "3"], "item_id": ["a", "a", "b"],
+                            "rating": [4.0, 2.5, 5.0],
+                            "ts": pd.array([1704844799, 1704844800, None], dtype="Int64")})
+    items = pd.DataFrame({"item_id": ["a", "b"], "genres": [["x"], []]})
+    report = write_landing(tmp_path, ratings, items, None, default_ds="2024-02-01")
+    days = sorted(p.name for p in (tmp_path / "interactions").iterdir())
+    assert days == ["ds=2024-01-09", "ds=2024-01-10", "ds=2024-02-01"]
+    t = pq.read_table(tmp_path / "interactions" / "ds=2024-02-01" / "imported.parquet").to_pylist()
+    assert t == [{"event_id": "r2", "user_id": "3", "item_id": "b", "event_type": "rating",
+                  "value": 5.0, "ts": 1706788800}]
+    assert (tmp_path / "items" / "ds=2024-02-01" / "items.jsonl").exists()
+    assert report["events"] == 3 and report["users"] == 0

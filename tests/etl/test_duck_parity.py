@@ -1,0 +1,20 @@
+"""The benchmark's DuckDB engine files every generated row exactly as the Spark job does."""
+from __future__ import annotations
+
+import pytest
+
+from recsys.data.generator import generate_landing
+from recsys.etl import duck_clean
+from recsys.etl.clean_job import run_clean
+
+
+@pytest.mark.slow
+def test_spark_and_duckdb_books_agree(spark, config, tmp_path):
+    ds = "2024-01-10"
+    generate_landing(tmp_path / "landing", ds, 1, seed=9, n_users=40, n_items=30,
+                     events_per_day=900, bad_row_rate=0.08, chunk_size=200)
+    summary = run_clean(spark, config, ds, tmp_path / "landing", tmp_path / "wh")
+    duck = duck_clean.clean(tmp_path / "landing" / "interactions" / f"ds={ds}", tmp_path / "duck",
+                            ds, config.clean)
+    assert duck["books"] == {k: summary[k] for k in ("raw", "clean", "duplicates", "quarantined")}
+    assert duck["reasons"] == {k: v for k, v in summary["reasons"].items() if v}
