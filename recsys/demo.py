@@ -11,11 +11,13 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+_TASK_EVENT = re.compile(r"\[DAG TEST\] (?P<what>starting|end task) task_id=(?P<task>\S+)")
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DS = "2026-11-21"
 
@@ -31,10 +33,18 @@ def run_dag(env: dict[str, str], ds: str, conf: dict) -> None:
     log = Path(env["AIRFLOW_HOME"]) / f"dags-test-{ds}.log"
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for line in proc.stdout:  # progress: task state changes, full log in the file
+        started: dict[str, float] = {}
+        for line in proc.stdout:  # progress: one line per task start/end; the full log in the file
             out.write(line)
-            if "Marking task as" in line or "task_id=" in line and "state=" in line or "ERROR" in line:
-                print("   " + line.strip()[:200], flush=True)
+            m = _TASK_EVENT.search(line)
+            if m and m["what"] == "starting":
+                started[m["task"]] = time.perf_counter()
+                print(f"   {m['task']:<16} running...", flush=True)
+            elif m:
+                took = time.perf_counter() - started.get(m["task"], time.perf_counter())
+                print(f"   {m['task']:<16} done in {took:.0f} s", flush=True)
+            elif "new_state=failed" in line or "Traceback" in line:
+                print("   " + line.strip()[:300], flush=True)
         code = proc.wait()
     if code != 0:
         raise SystemExit(f"recsys_nightly failed for {ds} (exit {code}); full log: {log}")
@@ -61,7 +71,7 @@ def summarize(warehouse: Path, ds: str, mlflow_uri: str, artifacts: str) -> None
     print(f"   table:     {warehouse / 'recommendations'}  (Parquet, partitioned by ds)")
     print(f"   partition: {part}")
     print(f"   rows: {rows}   users: {users}   model: {model} version {version}")
-    manifest = part / "manifest.json"
+    manifest = part / "_manifest.json"
     if manifest.exists():
         print(f"   manifest:  {manifest}")
     print(sample.to_string(index=False))
