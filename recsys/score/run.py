@@ -123,19 +123,27 @@ class _ColdStart:
     def fill(self, users: np.ndarray, out_items, out_scores, out_source) -> None:
         """Write the cold users' rows (positions ``users`` of the training set) in place."""
         nnz = np.diff(self.plan.seen.indptr)[users]
-        for j, u in enumerate(users):
-            if self.content is not None and nnz[j] == 0:
-                it, sc = coldstart.content_topn(self.content, self.features[[u]], self.n, self.items)
-                out_items[j], out_scores[j], out_source[j] = it[0], sc[0], CONTENT
-                continue
+        fresh = nnz == 0
+        out_items[:] = -1
+        out_scores[:] = -np.inf
+        out_source[:] = POPULAR
+        if self.content is not None and fresh.any():
+            # No history but features: the hybrid model's content-based lists, in one product.
+            it, sc = coldstart.content_topn(self.content, self.features[users[fresh]], self.n, self.items)
+            out_items[fresh], out_scores[fresh], out_source[fresh] = it, sc, CONTENT
+        elif fresh.any():
+            top = self.pop_items[: self.n]
+            out_items[fresh] = np.where(top >= 0, top + self.offset, -1)
+            out_scores[fresh] = self.pop_scores[: self.n]
+        # Users with history the model does not know (it was trained on an older day): the
+        # popular list minus what they have seen. Rare, so a loop is fine.
+        for j in np.flatnonzero(~fresh):
+            u = users[j]
             seen = self.plan.seen.indices[self.plan.seen.indptr[u]:self.plan.seen.indptr[u + 1]]
             keep = ~np.isin(self.pop_items, seen) & (self.pop_items >= 0)
             it, sc = self.pop_items[keep][: self.n], self.pop_scores[keep][: self.n]
-            out_items[j, :] = -1
-            out_scores[j, :] = -np.inf
             out_items[j, : len(it)] = it + self.offset
             out_scores[j, : len(it)] = sc
-            out_source[j] = POPULAR
 
 
 def iter_blocks(bundle: Bundle, data: ScoringData, options: ScoreOptions,

@@ -128,3 +128,23 @@ def test_interactions_shape_is_respected():
     with pytest.raises(ValueError):
         Interactions(user_idx=np.array([3]), item_idx=np.array([0]), weight=np.ones(1, np.float32),
                      n_users=2, n_items=2)
+
+
+def test_user_without_history_gets_content_recommendations_from_a_hybrid_model(tmp_path):
+    base = make_data(n_users=6, n_items=5, per_user=2)
+    bundle = fit_bundle(base)
+
+    class Hybrid(type(bundle.model)):
+        def user_vectors_from_features(self, features):
+            return np.hstack([features, np.ones((len(features), 1), np.float32)])
+
+    bundle.model.__class__ = Hybrid
+    feats = np.zeros((7, 4), np.float32)
+    feats[6] = [1, -1, 0.5, 0]
+    inter = dataclasses.replace(base.interactions, n_users=7, user_features=feats)
+    data = dataclasses.replace(base, interactions=inter, user_ids=np.append(base.user_ids, "zz-new"))
+    df, summary = run(bundle, data, tmp_path, top_n=3)
+    cold = df[df.user_id == "zz-new"]
+    assert summary["users_content"] == 1 and set(cold["source"]) == {"content"}
+    expected = np.argsort(-(bundle.model.item_vectors() @ np.r_[feats[6], 1]))[:3]
+    assert cold["item_id"].tolist() == list(data.item_ids[expected])
