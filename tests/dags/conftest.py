@@ -12,6 +12,7 @@ DAGS = Path(__file__).resolve().parents[2] / "dags"
 # Airflow reads its config on first import; parsing must not touch a developer's ~/airflow.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="recsys-airflow-test-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.pop("RECSYS_NIGHTLY_SCHEDULE", None)  # the tests check the production schedule
 if str(DAGS) not in sys.path:
     sys.path.insert(0, str(DAGS))
 

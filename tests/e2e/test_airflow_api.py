@@ -92,8 +92,9 @@ def airflow(tmp_path):
     home, port = tmp_path / "var", _free_port_pair()
     env = airflow_env(home, REPO, port=port)
     env.update({
-        # Only the run this test triggers: no scheduled run queued ahead of it on unpause.
-        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+        # Only the run this test triggers: no scheduled run queued ahead of it on unpause. (Not
+        # [scheduler] use_job_schedule=False: that also stops asset-triggered runs.)
+        "RECSYS_NIGHTLY_SCHEDULE": "none",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "RECSYS_SENSOR_TIMEOUT_S": "300",
     })
