@@ -55,6 +55,7 @@ def register(sub, bench_sub) -> None:
     b.add_argument("--block-size", type=int, default=2048)
     b.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     b.add_argument("--skip-spark", action="store_true", help="do not time Spark ALS")
+    b.add_argument("--repeat", type=int, default=1, help="best of R interleaved runs (engine, loop)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--json", type=Path, default=None, help="write the figures here")
     b.set_defaults(func=_bench)
