@@ -1,6 +1,6 @@
 """Validate the staged top-N table of a day and publish it atomically; apply retention.
 
-    python -m jobs.publish --ds 2026-11-21 [--force] [--register-table]
+    python -m jobs.publish --ds 2026-11-21 [--force] [--register-table] [--validate-only]
 
 --force publishes despite failed reference checks (missing active users, seen items, unavailable
 items); structural checks (schema, nulls, ranks, duplicates, rising scores) can never be skipped.
@@ -18,12 +18,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="skip the reference (non-structural) checks")
     p.add_argument("--register-table", action="store_true",
                    help="also create/refresh the external table `recommendations` in Spark's catalog")
+    p.add_argument("--validate-only", action="store_true",
+                   help="run the checks on the staged table and exit; publish nothing")
     args = p.parse_args(argv)
     cfg = setup(args)
-    from recsys.score.job import publish_ds
+    from recsys.score.job import publish_ds, validate_ds
     from recsys.score.validate import TableRejected
 
     try:
+        if args.validate_only:
+            checks = validate_ds(cfg, args.ds, force=args.force)
+            print(f"ds={args.ds}: staged table passes {len(checks)} checks"
+                  + "".join(f"\n  skipped (--force): {c.name}" for c in checks if c.skipped))
+            return 0
         m = publish_ds(cfg, args.ds, force=args.force, register_table=args.register_table)
     except (TableRejected, FileNotFoundError) as exc:
         print(f"error: ds={args.ds} not published, the previous partition is unchanged.\n{exc}",

@@ -85,6 +85,19 @@ def build_manifest(folder: Path, ds: str, table: pa.Table, checks: list[Check], 
     }
 
 
+def validate_staged(warehouse: Path | str, ds: str, top_n: int, reference: Reference | None = None,
+                    force: bool = False, staged: Path | None = None) -> tuple[Path, pa.Table, list[Check]]:
+    """Validate the staged table of ``ds`` without publishing: (folder, table, checks).
+
+    Raises like :func:`publish`; touches nothing.
+    """
+    staged = Path(staged) if staged else pending_path(warehouse, ds)
+    if not staged.is_dir():
+        raise FileNotFoundError(f"nothing staged for ds={ds} at {staged}: run `recsys score --ds {ds}` first")
+    table = read_table(staged)
+    return staged, table, validate(table, top_n=top_n, reference=reference, force=force)
+
+
 def publish(warehouse: Path | str, ds: str, top_n: int, keep: int,
             reference: Reference | None = None, force: bool = False,
             staged: Path | None = None) -> dict:
@@ -94,11 +107,7 @@ def publish(warehouse: Path | str, ds: str, top_n: int, keep: int,
     :class:`recsys.score.validate.TableRejected` when a check fails; in both cases the live
     partition is left as it was, and a rejected table stays in staging for inspection.
     """
-    staged = Path(staged) if staged else pending_path(warehouse, ds)
-    if not staged.is_dir():
-        raise FileNotFoundError(f"nothing staged for ds={ds} at {staged}: run `recsys score --ds {ds}` first")
-    table = read_table(staged)
-    checks = validate(table, top_n=top_n, reference=reference, force=force)
+    staged, table, checks = validate_staged(warehouse, ds, top_n, reference, force, staged)
     for c in checks:
         if c.skipped:
             log.warning("--force: publishing despite %s: %s", c.name, c.message)

@@ -64,13 +64,26 @@ def score_ds(cfg: Config, ds: str, family: str | None = None, generated_at: dt.d
         loaded.bundle, ts, prov, out, options, device, candidates=cand, on_block=on_block))
 
 
-def publish_ds(cfg: Config, ds: str, force: bool = False, register_table: bool = False) -> dict:
-    """Validate the staged table of ``ds`` against its training set and publish it."""
+def _reference(cfg: Config, ds: str):
     from recsys.data.training_set import load_training_set
-    from recsys.publish import publish, reference_from_training_set, register_external_table
+    from recsys.publish import reference_from_training_set
 
     ts = load_training_set(cfg.paths.warehouse, ds)
-    ref = reference_from_training_set(ts, cfg.score.exclude_seen, cfg.score.exclude_unavailable)
+    return reference_from_training_set(ts, cfg.score.exclude_seen, cfg.score.exclude_unavailable)
+
+
+def validate_ds(cfg: Config, ds: str, force: bool = False) -> list:
+    """Run publish's checks on the staged table of ``ds``; publish nothing. Returns the checks."""
+    from recsys.publish import validate_staged
+
+    return validate_staged(cfg.paths.warehouse, ds, cfg.score.top_n, _reference(cfg, ds), force)[2]
+
+
+def publish_ds(cfg: Config, ds: str, force: bool = False, register_table: bool = False) -> dict:
+    """Validate the staged table of ``ds`` against its training set and publish it."""
+    from recsys.publish import publish, register_external_table
+
+    ref = _reference(cfg, ds)
     manifest = publish(cfg.paths.warehouse, ds, top_n=cfg.score.top_n,
                        keep=cfg.publish.retention_partitions, reference=ref, force=force)
     if register_table:

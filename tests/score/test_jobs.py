@@ -62,3 +62,14 @@ def test_score_pairs_command(stubs, tmp_path, capsys):
     assert out["score"][:2].tolist() == pytest.approx(bundle.model.score(u, i).tolist(), rel=1e-5)
     assert pd.isna(out["score"][2])
     assert "scored 2 of 3 pairs" in capsys.readouterr().out
+
+
+def test_validate_only_checks_without_publishing(stubs, config, capsys):
+    from jobs import publish, score
+
+    score.main(["--ds", DS, "--set", "score.top_n=3"])
+    assert publish.main(["--ds", DS, "--set", "score.top_n=3", "--validate-only"]) == 0
+    assert "staged table passes" in capsys.readouterr().out
+    assert pending_path(config.paths.warehouse, DS).is_dir()
+    assert not io.partition_path(config.paths.warehouse, "recommendations", DS).exists()
+    assert publish.main(["--ds", DS, "--set", "score.top_n=2", "--validate-only"]) == 1
