@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -12,19 +13,27 @@ if __package__ in (None, ""):  # spark-submit runs this file as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jobs._common import job_parser, setup  # noqa: E402
-from recsys.etl.features_job import run_features  # noqa: E402
-from recsys.spark import get_spark  # noqa: E402
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = job_parser(__doc__.splitlines()[0])
-    parser.add_argument("--warehouse", type=Path, default=None, help="warehouse root (default: config)")
-    parser.add_argument("--master", default=None, help="Spark master (default: spark-submit's or config)")
-    args = parser.parse_args(argv)
+def build_parser() -> argparse.ArgumentParser:
+    p = job_parser(__doc__.splitlines()[0])
+    p.add_argument("--warehouse", type=Path, default=None, help="warehouse root (default: config)")
+    p.add_argument("--master", default=None, help="Spark master (default: spark-submit's or config)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from recsys.etl.features_job import run_features
+    from recsys.spark import get_spark
+
     cfg = setup(args)
     spark = get_spark("features", cfg.spark, master=args.master)
     run_features(spark, cfg, args.ds, args.warehouse or cfg.paths.warehouse)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -12,21 +13,29 @@ if __package__ in (None, ""):  # spark-submit runs this file as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jobs._common import job_parser, setup  # noqa: E402
-from recsys.etl.clean_job import run_clean  # noqa: E402
-from recsys.spark import get_spark  # noqa: E402
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = job_parser(__doc__.splitlines()[0])
-    parser.add_argument("--landing", type=Path, default=None, help="landing root (default: config)")
-    parser.add_argument("--warehouse", type=Path, default=None, help="warehouse root (default: config)")
-    parser.add_argument("--master", default=None, help="Spark master (default: spark-submit's or config)")
-    args = parser.parse_args(argv)
+def build_parser() -> argparse.ArgumentParser:
+    p = job_parser(__doc__.splitlines()[0])
+    p.add_argument("--landing", type=Path, default=None, help="landing root (default: config)")
+    p.add_argument("--warehouse", type=Path, default=None, help="warehouse root (default: config)")
+    p.add_argument("--master", default=None, help="Spark master (default: spark-submit's or config)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from recsys.etl.clean_job import run_clean
+    from recsys.spark import get_spark
+
     cfg = setup(args)
     spark = get_spark("clean", cfg.spark, master=args.master)
     run_clean(spark, cfg, args.ds, args.landing or cfg.paths.landing,
               args.warehouse or cfg.paths.warehouse)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -101,18 +101,22 @@ def weight(cfg: CleanConfig) -> Column:
     return expr.cast("double")
 
 
-def mark_duplicates(df: DataFrame) -> DataFrame:
+def repeated_ids(rows: DataFrame) -> DataFrame:
+    """event_ids that more than one good row carries (small: resends are a sliver of a day)."""
+    good = rows.where(F.col("reason").isNull())
+    return good.groupBy("event_id").count().where("count > 1").select(
+        "event_id", F.lit(True).alias("_multi"))
+
+
+def mark_duplicates(rows: DataFrame, repeated: DataFrame | None = None) -> DataFrame:
     """``duplicate`` = a good row whose event_id appeared earlier (by ts, then file, then raw).
 
     Only good rows compete: a quarantined row never hides a good one. Only rows whose event_id
-    occurs more than once go through the window (a small share of a day's log), so the bulk of
-    the rows, raw text included, is never shuffled for it.
+    is in ``repeated`` go through the window, so the bulk of the rows, raw text included, is
+    never shuffled for it.
     """
-    good = df.where(F.col("reason").isNull())
-    # Broadcast: repeated ids are few; if a producer resent a whole day this is still only ids.
-    dup_ids = good.groupBy("event_id").count().where("count > 1").select(
-        "event_id", F.lit(True).alias("_multi"))
-    df = df.join(F.broadcast(dup_ids), "event_id", "left")
+    repeated = repeated_ids(rows) if repeated is None else repeated
+    df = rows.join(F.broadcast(repeated), "event_id", "left")
     competing = F.col("reason").isNull() & F.col("_multi").isNotNull()
     w = Window.partitionBy("event_id").orderBy("ts_parsed", "source_file", "raw")
     multi = df.where(competing).withColumn("duplicate", F.row_number().over(w) > 1)
@@ -120,24 +124,43 @@ def mark_duplicates(df: DataFrame) -> DataFrame:
     return single.unionByName(multi).drop("_multi")
 
 
-def mark_bots(df: DataFrame, cfg: CleanConfig) -> DataFrame:
-    """Quarantine every event of users with more kept events in the day than the threshold."""
-    kept = df.where(F.col("reason").isNull() & ~F.col("duplicate"))
+def bot_users(marked: DataFrame, cfg: CleanConfig) -> DataFrame:
+    """Users with more kept (good, not duplicate) events in the day than the threshold."""
+    kept = marked.where(F.col("reason").isNull() & ~F.col("duplicate"))
     bots = kept.groupBy("user_id").count().where(F.col("count") > cfg.bot_max_events_per_day)
-    bots = bots.select("user_id", F.lit(True).alias("_bot"))
-    df = df.join(F.broadcast(bots), "user_id", "left")
+    return bots.select("user_id", F.lit(True).alias("_bot"))
+
+
+def mark_bots(marked: DataFrame, cfg: CleanConfig, bots: DataFrame | None = None) -> DataFrame:
+    """Quarantine every kept event of the bot users (reason ``bot_user``)."""
+    bots = bot_users(marked, cfg) if bots is None else bots
+    df = marked.join(F.broadcast(bots), "user_id", "left")
     is_bot = F.col("_bot").isNotNull() & F.col("reason").isNull() & ~F.col("duplicate")
     return df.withColumn(
         "reason", F.when(is_bot, F.lit(R.BOT_USER.value)).otherwise(F.col("reason"))
     ).drop("_bot")
 
 
+def with_reasons(raw: DataFrame, ds: str, cfg: CleanConfig) -> DataFrame:
+    """Typed rows with the row-level ``reason`` (the part of routing that needs no shuffle)."""
+    return typed(raw).withColumn("reason", row_reason(ds, cfg))
+
+
+def finish_routing(rows: DataFrame, cfg: CleanConfig, repeated: DataFrame | None = None,
+                   bots: DataFrame | None = None) -> DataFrame:
+    """Duplicates, bots and weights on top of :func:`with_reasons` output.
+
+    ``repeated``/``bots`` may be passed in precomputed (and cached) by a caller that reads the
+    result several times; by default they are derived from ``rows``.
+    """
+    marked = mark_duplicates(rows, repeated)
+    df = mark_bots(marked, cfg, bots)
+    return df.withColumn("weight", F.when(F.col("reason").isNull(), weight(cfg)))
+
+
 def route(raw: DataFrame, ds: str, cfg: CleanConfig) -> DataFrame:
     """Typed rows with ``reason`` (null = good), ``duplicate`` and ``weight`` columns."""
-    df = typed(raw).withColumn("reason", row_reason(ds, cfg))
-    df = mark_duplicates(df)
-    df = mark_bots(df, cfg)
-    return df.withColumn("weight", F.when(F.col("reason").isNull(), weight(cfg)))
+    return finish_routing(with_reasons(raw, ds, cfg), cfg)
 
 
 def clean_rows(routed: DataFrame) -> DataFrame:

@@ -34,15 +34,20 @@ def landing_folder(landing_root: Path, table: str, ds: str) -> Path:
     return Path(landing_root) / table / f"{DS}={ds}"
 
 
-def _file_counts(routed: DataFrame, files: list[landing.LandingFile]) -> list[dict]:
-    rows = routed.groupBy("source_file").agg(
-        F.count(F.lit(1)).alias("raw"),
-        F.count("reason").alias("quarantined"),
-    ).collect()
-    by_name = {r["source_file"]: r for r in rows}
-    return [{"file": f.path.name, "format": f.format,
-             "raw": by_name[f.path.name]["raw"] if f.path.name in by_name else 0,
-             "quarantined": by_name[f.path.name]["quarantined"] if f.path.name in by_name else 0}
+def _route_cached(raw: DataFrame, ds: str, cfg: Config) -> tuple[DataFrame, list[DataFrame]]:
+    """Route with the files read and parsed once: the row-level result is cached, and so are
+    the two small lookups (repeated ids, bots), so each later action only rescans the cache."""
+    rows = clean.with_reasons(raw, ds, cfg.clean).persist(StorageLevel.MEMORY_AND_DISK)
+    repeated = clean.repeated_ids(rows).cache()
+    repeated.count()
+    bots = clean.bot_users(clean.mark_duplicates(rows, repeated), cfg.clean).cache()
+    bots.count()
+    return clean.finish_routing(rows, cfg.clean, repeated, bots), [rows, repeated, bots]
+
+
+def _file_counts(counts: dict, files: list[landing.LandingFile]) -> list[dict]:
+    per_file = counts.pop("per_file")
+    return [{"file": f.path.name, "format": f.format, **per_file.get(f.path.name, {"raw": 0, "quarantined": 0})}
             for f in files]
 
 
@@ -77,11 +82,11 @@ def run_clean(spark: SparkSession, cfg: Config, ds: str, landing_root: Path,
         io.clear_staging(warehouse, table, ds)
     if raw is None:
         raw = spark.createDataFrame([], _EMPTY_RAW)
-    routed = clean.route(raw, ds, cfg.clean).persist(StorageLevel.MEMORY_AND_DISK)
+    routed, cached = _route_cached(raw, ds, cfg)
     staged: dict[str, Path] = {}
     try:
         counts = quality.route_counts(routed)
-        file_counts = _file_counts(routed, files)
+        file_counts = _file_counts(counts, files)
         staged[INTERACTIONS] = io.staging_path(warehouse, INTERACTIONS, ds)
         staged[QUARANTINE] = io.staging_path(warehouse, QUARANTINE, ds)
         clean.clean_rows(routed).write.parquet(str(staged[INTERACTIONS]))
@@ -98,7 +103,8 @@ def run_clean(spark: SparkSession, cfg: Config, ds: str, landing_root: Path,
             io.clear_staging(warehouse, table, ds)
         raise
     finally:
-        routed.unpersist()
+        for df in cached:
+            df.unpersist()
     (staged[INTERACTIONS] / quality.DQ_SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     for table in (QUARANTINE, ITEMS, USERS, INTERACTIONS):
         if table in staged:

@@ -1,24 +1,21 @@
 """`recsys clean`, `recsys features` and `recsys bench clean`: the DAG's steps without Airflow."""
 from __future__ import annotations
 
-import argparse
 import importlib
 from pathlib import Path
 
 _STEPS = (
-    ("clean", "clean_interactions",
-     "clean one ds of raw logs: --ds DATE [--landing DIR --warehouse DIR]"),
-    ("features", "build_features",
-     "build the training set of one ds from clean interactions: --ds DATE [--warehouse DIR]"),
+    ("clean", "clean_interactions", "clean one ds of raw logs into the warehouse"),
+    ("features", "build_features", "build the training set of one ds from clean interactions"),
 )
 
 
 def register(sub, bench_sub) -> None:
     for name, job, help_ in _STEPS:
-        # Arguments pass through untouched to jobs/<job>.py, which owns them (try --help).
-        p = sub.add_parser(name, help=help_, add_help=False)
-        p.add_argument("argv", nargs=argparse.REMAINDER)
-        p.set_defaults(func=lambda args, job=job: importlib.import_module(f"jobs.{job}").main(args.argv))
+        # The job file owns its arguments: the subcommand inherits its parser, then calls it.
+        module = importlib.import_module(f"jobs.{job}")
+        p = sub.add_parser(name, help=help_, parents=[module.build_parser()], add_help=False)
+        p.set_defaults(func=module.run)
     b = bench_sub.add_parser("clean", help="clean N generated events with Spark and with DuckDB")
     b.add_argument("--events", type=int, default=1_000_000)
     b.add_argument("--bad-row-rate", type=float, default=0.02)

@@ -141,13 +141,15 @@ def _read_json(spark: SparkSession, files: list[Path]) -> DataFrame:
 
 
 def _read_csv(spark: SparkSession, files: list[Path], header: tuple[str, ...]) -> DataFrame:
-    names = [f"_c{i}" for i in range(len(header))]  # header names may not be valid identifiers
+    # Schema fields named as the header (checked non-empty and unique), so Spark's header
+    # check agrees; positional names only for headers with blank names.
+    names = list(header) if all(header) else [f"_c{i}" for i in range(len(header))]
     schema = T.StructType([T.StructField(n, T.StringType()) for n in (*names, _CORRUPT)])
     # escape='"': producers (Python csv, pandas, Excel) double quotes inside quoted fields (RFC 4180).
     df = spark.read.csv([str(f) for f in files], header=True, schema=schema, mode="PERMISSIVE",
                         columnNameOfCorruptRecord=_CORRUPT, enforceSchema=True, escape='"')
     df = df.select("*", F.col("_metadata.file_name").alias("source_file"))
-    renamed = df.select(*[F.col(n).alias(h) for n, h in zip(names, header)], _CORRUPT, "source_file")
+    renamed = df.select(*[F.col(f"`{n}`").alias(h) for n, h in zip(names, header)], _CORRUPT, "source_file")
     record = F.to_json(F.struct(*[F.col(f"`{h}`") for h in header]))
     return renamed.select(
         *_contract_columns(renamed, header),

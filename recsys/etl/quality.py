@@ -13,18 +13,22 @@ class ReconciliationError(RuntimeError):
     """raw != clean + duplicates + quarantined: rows were lost or counted twice."""
 
 
-def route_counts(routed: DataFrame) -> dict[str, int]:
-    """raw / duplicates / per-reason counts from the routed frame, in one small aggregation."""
-    rows = routed.groupBy("reason", "duplicate").count().collect()
+def route_counts(routed: DataFrame) -> dict:
+    """raw / duplicates / per-reason / per-file counts from the routed frame, in one aggregation."""
+    rows = routed.groupBy("source_file", "reason", "duplicate").count().collect()
     reasons = {r.value: 0 for r in QuarantineReason}
+    per_file: dict[str, dict[str, int]] = {}
     raw = duplicates = 0
     for row in rows:
         raw += row["count"]
+        f = per_file.setdefault(row["source_file"], {"raw": 0, "quarantined": 0})
+        f["raw"] += row["count"]
         if row["reason"] is not None:
+            f["quarantined"] += row["count"]
             reasons[row["reason"]] = reasons.get(row["reason"], 0) + row["count"]
         elif row["duplicate"]:
             duplicates += row["count"]
-    return {"raw": raw, "duplicates": duplicates, "reasons": reasons}
+    return {"raw": raw, "duplicates": duplicates, "reasons": reasons, "per_file": per_file}
 
 
 def clean_stats(clean: DataFrame) -> dict:

@@ -46,6 +46,7 @@ def test_clean_publishes_tables_summary_and_side_inputs(spark, cfg, tmp_path):
     assert not list((wh / "_staging").glob("*/*"))  # nothing left behind
 
 
+@pytest.mark.slow
 def test_rerun_replaces_only_its_own_partition(spark, cfg, tmp_path):
     landing, wh = tmp_path / "landing", tmp_path / "wh"
     for ds in ("2024-01-10", "2024-01-11"):
