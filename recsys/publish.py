@@ -23,7 +23,7 @@ import pyarrow.dataset as pads
 
 from recsys import io
 from recsys.schema import RECOMMENDATIONS, RECOMMENDATIONS_ARROW
-from recsys.score.run import SCORING_INFO, pending_path
+from recsys.score.staging import SCORING_INFO, pending_path
 from recsys.score.validate import Check, Reference, validate
 
 log = logging.getLogger(__name__)

@@ -8,9 +8,6 @@ from pathlib import Path
 import numpy as np
 
 from recsys.config import Config
-from recsys.score._sink import Provenance
-from recsys.score.run import stage, write_topn
-from recsys.score.topn import ScoreOptions
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +16,7 @@ log = logging.getLogger(__name__)
 CANDIDATES_FAMILY = "mf_bpr"
 
 
-def _candidates(cfg: Config, loaded, options: ScoreOptions, n_items: int):
+def _candidates(cfg: Config, loaded, options, n_items: int):
     """A factorized model in the same id space as ``loaded``, when re-ranking is needed."""
     if loaded.model.factorized or n_items <= options.full_scoring_max_items:
         return None
@@ -38,7 +35,11 @@ def score_ds(cfg: Config, ds: str, family: str | None = None, generated_at: dt.d
              on_block=None) -> Path:
     """Score every user of the training set of ``ds`` with ``family``'s champion; stage the
     table (see :func:`recsys.score.run.pending_path`) and return its folder."""
+    # Imported here so that publish (this module's other half) never loads torch or MLflow.
     from recsys.data.training_set import load_training_set
+    from recsys.score._sink import Provenance
+    from recsys.score.run import stage, write_topn
+    from recsys.score.topn import ScoreOptions
     from recsys.train.device import choose_device
     from recsys.train.run import load_model
 

@@ -5,9 +5,7 @@ model (a :class:`~recsys.train.bundle.ModelBundle`) has those of the day it was 
 users and items are matched by id. Users the model cannot score (no history, or unknown to the
 model) get a cold-start list. Rows come out sorted by ``user_id``, then ``rank``.
 
-Staging contract (what ``recsys publish`` looks for): a finished scoring run is renamed, whole, to
-``<warehouse>/_staging/recommendations/ds=<ds>.pending/``; attempts in progress live in
-``ds=<ds>.<token>/`` and are never picked up.
+Staging contract (what ``recsys publish`` looks for): see :mod:`recsys.score.staging`.
 """
 from __future__ import annotations
 
@@ -27,12 +25,13 @@ from recsys.models.base import Interactions, Recommender
 from recsys.schema import RECOMMENDATIONS
 from recsys.score import coldstart
 from recsys.score._sink import CONTENT, MODEL, POPULAR, Block, BatchBuilder, ParquetSink, Provenance
+from recsys.score.staging import SCORING_INFO, pending_path
 from recsys.score.topn import ScoreOptions, block_mask_coords, make_scorer
+
+__all__ = ["Provenance", "ScoreOptions", "pending_path", "stage", "write_topn", "iter_blocks"]
 
 log = logging.getLogger(__name__)
 
-PENDING = "pending"
-SCORING_INFO = "_scoring.json"
 DATA_FILE = "part-00000.parquet"
 
 
@@ -54,12 +53,6 @@ class Bundle(Protocol):
 
     def user_index(self, ids: np.ndarray) -> np.ndarray: ...
     def item_index(self, ids: np.ndarray) -> np.ndarray: ...
-
-
-def pending_path(warehouse: Path | str, ds: str) -> Path:
-    """Where a finished, not yet published scoring run of ``ds`` waits for ``publish``."""
-    io.parse_ds(ds)
-    return Path(warehouse) / "_staging" / RECOMMENDATIONS / f"ds={ds}.{PENDING}"
 
 
 @dataclasses.dataclass
