@@ -4,15 +4,19 @@
 """
 from __future__ import annotations
 
+import argparse
 import sys
 
 from jobs._common import job_parser, setup
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = job_parser(__doc__.splitlines()[0])
     p.add_argument("--models", default=None, help="comma-separated families (default: train.models)")
-    args = p.parse_args(argv)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
     cfg = setup(args)
     from recsys.train.nightly import evaluate_families
 
@@ -20,6 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     for family, d in evaluate_families(cfg, args.ds, families).items():
         print(f"{family}: {'PROMOTED' if d.promote else 'KEPT CHAMPION'} - {d.reason}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -4,16 +4,20 @@
 """
 from __future__ import annotations
 
+import argparse
 import sys
 
 from jobs._common import job_parser, setup
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = job_parser(__doc__.splitlines()[0])
     p.add_argument("--models", default=None, help="comma-separated families (default: train.models)")
     p.add_argument("--epochs", type=int, default=None, help="override every model's epochs")
-    args = p.parse_args(argv)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
     cfg = setup(args)
     from recsys.train.nightly import train_families
 
@@ -21,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     for r in train_families(cfg, args.ds, families, epochs=args.epochs):
         print(f"trained {r.name} version {r.version} (run {r.run_id}) in {r.seconds:.1f}s")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

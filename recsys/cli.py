@@ -19,6 +19,14 @@ COMMAND_MODULES = (
 )
 
 
+def add_job_command(sub, name: str, job: str, help_: str) -> None:
+    """``recsys <name>`` runs ``jobs/<job>.py``: same arguments (its ``build_parser()``), same code
+    (its ``run(args)``), so the CLI and the DAG cannot drift apart."""
+    module = importlib.import_module(f"jobs.{job}")
+    p = sub.add_parser(name, help=help_, parents=[module.build_parser()], add_help=False)
+    p.set_defaults(func=module.run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recsys", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)

@@ -174,6 +174,11 @@ def _read_yaml(path: Path) -> dict:
 
 def _apply_override(raw: dict, dotted: str, value: Any) -> None:
     node = raw
+    # Spark conf keys hold dots themselves: spark.conf.spark.sql.shuffle.partitions.
+    head, sep, spark_key = dotted.partition("spark.conf.")
+    if not head and sep:
+        raw.setdefault("spark", {}).setdefault("conf", {})[spark_key] = value
+        return
     *parents, leaf = dotted.split(".")
     for part in parents:
         node = node.setdefault(part, {})

@@ -1,7 +1,6 @@
 """`recsys clean`, `recsys features` and `recsys bench clean`: the DAG's steps without Airflow."""
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 _STEPS = (
@@ -11,11 +10,10 @@ _STEPS = (
 
 
 def register(sub, bench_sub) -> None:
+    from recsys.cli import add_job_command
+
     for name, job, help_ in _STEPS:
-        # The job file owns its arguments: the subcommand inherits its parser, then calls it.
-        module = importlib.import_module(f"jobs.{job}")
-        p = sub.add_parser(name, help=help_, parents=[module.build_parser()], add_help=False)
-        p.set_defaults(func=module.run)
+        add_job_command(sub, name, job, help_)
     b = bench_sub.add_parser("clean", help="clean N generated events with Spark and with DuckDB")
     b.add_argument("--events", type=int, default=1_000_000)
     b.add_argument("--bad-row-rate", type=float, default=0.02)
