@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -49,13 +48,6 @@ class TableRejected(ValueError):
         super().__init__("table rejected:\n" + "\n".join(f"  - {c.name}: {c.message}" for c in bad))
 
 
-def _example(users: np.ndarray, extra: np.ndarray | None = None) -> str:
-    if not len(users):
-        return ""
-    shown = f"user {users[0]!r}" + (f" item {extra[0]!r}" if extra is not None else "")
-    return f", e.g. {shown}"
-
-
 def check_schema(table: pa.Table) -> Check:
     want = [(f.name, f.type) for f in RECOMMENDATIONS_ARROW]
     got = [(f.name, f.type) for f in table.schema if f.name != "ds"]
@@ -85,49 +77,91 @@ def check_values(table: pa.Table) -> list[Check]:
     return out
 
 
-def check_lists(df: pd.DataFrame, top_n: int) -> list[Check]:
+@dataclasses.dataclass
+class _Coded:
+    """The list columns with ids as integer codes, sorted by (user, rank): cheap to check."""
+
+    users: pa.Array  # dictionary of user ids (code -> id)
+    items: pa.Array
+    user: np.ndarray  # int64 codes per row
+    item: np.ndarray
+    rank: np.ndarray
+    score: np.ndarray
+
+    @classmethod
+    def of(cls, table: pa.Table) -> "_Coded":
+        u = table.column("user_id").combine_chunks().dictionary_encode()
+        i = table.column("item_id").combine_chunks().dictionary_encode()
+        user = u.indices.to_numpy().astype(np.int64)
+        rank = table.column("rank").to_numpy().astype(np.int64)
+        order = np.lexsort((rank, user))
+        return cls(u.dictionary, i.dictionary, user[order],
+                   i.indices.to_numpy().astype(np.int64)[order], rank[order],
+                   table.column("score").to_numpy()[order])
+
+    def ids(self, mask: np.ndarray, n: int = 1) -> tuple[list, list]:
+        rows = np.flatnonzero(mask)[:n]
+        return (self.users.take(pa.array(self.user[rows])).to_pylist(),
+                self.items.take(pa.array(self.item[rows])).to_pylist())
+
+    def example(self, mask: np.ndarray, with_item: bool = False) -> str:
+        if not mask.any():
+            return ""
+        users, items = self.ids(mask)
+        return f", e.g. user {users[0]!r}" + (f" item {items[0]!r}" if with_item else "")
+
+
+def check_lists(c: _Coded, top_n: int) -> list[Check]:
     """Per-user list shape: ranks 1..k (k <= top_n), no duplicate items, non-increasing scores."""
     out = []
-    df = df.sort_values(["user_id", "rank"], kind="stable")
-    user = df["user_id"].to_numpy()
-    rank = df["rank"].to_numpy()
-    pos = df.groupby("user_id", sort=False).cumcount().to_numpy() + 1
-    bad = (rank != pos) | (rank > top_n)
+    same_user = np.r_[False, c.user[1:] == c.user[:-1]]
+    starts = np.flatnonzero(~same_user)
+    pos = np.arange(len(c.user)) - np.repeat(starts, np.diff(np.r_[starts, len(c.user)])) + 1
+    bad = (c.rank != pos) | (c.rank > top_n)
     out.append(Check("ranks", True, not bad.any(),
                      f"{int(bad.sum())} rows whose rank is not 1..k with k <= top_n={top_n}"
-                     + _example(user[bad])))
-    dup = df.duplicated(["user_id", "item_id"]).to_numpy()
+                     + c.example(bad)))
+    key = c.user * max(len(c.items), 1) + c.item
+    order = np.argsort(key, kind="stable")
+    dup = np.zeros(len(key), bool)
+    dup[order[1:][key[order][1:] == key[order][:-1]]] = True
     out.append(Check("duplicate_items", True, not dup.any(),
-                     f"{int(dup.sum())} items appear twice in a user's list"
-                     + _example(user[dup], df["item_id"].to_numpy()[dup])))
-    score = df["score"].to_numpy()
-    same_user = np.r_[False, user[1:] == user[:-1]]
-    rising = same_user & np.r_[False, score[1:] > score[:-1]]
+                     f"{int(dup.sum())} items appear twice in a user's list" + c.example(dup, True)))
+    rising = same_user & np.r_[False, c.score[1:] > c.score[:-1]]
     out.append(Check("scores_non_increasing", True, not rising.any(),
                      f"{int(rising.sum())} rows score higher than the rank above them"
-                     + _example(user[rising])))
+                     + c.example(rising)))
     return out
 
 
-def check_reference(df: pd.DataFrame, ref: Reference) -> list[Check]:
+def _codes(values: np.ndarray, dictionary: pa.Array) -> np.ndarray:
+    """Codes of ``values`` in ``dictionary``; -1 where absent."""
+    idx = pc.index_in(pa.array(np.asarray(values).astype(str)), value_set=dictionary)
+    return idx.fill_null(-1).to_numpy().astype(np.int64)
+
+
+def check_reference(c: _Coded, ref: Reference) -> list[Check]:
     """Active users present; no seen items; no unavailable items."""
     out = []
-    missing = np.setdiff1d(np.asarray(ref.active_users).astype(str), df["user_id"].unique())
+    active = np.asarray(ref.active_users).astype(str)
+    missing = active[_codes(active, c.users) < 0]
     out.append(Check("active_users", False, not len(missing),
-                     f"{len(missing)} active users have no recommendations" + _example(missing)))
+                     f"{len(missing)} active users have no recommendations"
+                     + (f", e.g. user {missing[0]!r}" if len(missing) else "")))
     if ref.seen_users is not None:
-        pairs = pd.MultiIndex.from_arrays([df["user_id"], df["item_id"]])
-        seen = pd.MultiIndex.from_arrays([np.asarray(ref.seen_users).astype(str),
-                                          np.asarray(ref.seen_items).astype(str)])
-        hit = pairs.isin(seen)
+        su, si = _codes(ref.seen_users, c.users), _codes(ref.seen_items, c.items)
+        known = (su >= 0) & (si >= 0)
+        width = max(len(c.items), 1)
+        hit = np.isin(c.user * width + c.item, su[known] * width + si[known])
         out.append(Check("seen_items", False, not hit.any(),
                          f"{int(hit.sum())} recommended items were already seen by the user"
-                         + _example(df["user_id"].to_numpy()[hit], df["item_id"].to_numpy()[hit])))
+                         + c.example(hit, True)))
     if ref.unavailable_items is not None:
-        hit = df["item_id"].isin(np.asarray(ref.unavailable_items).astype(str)).to_numpy()
+        gone = _codes(ref.unavailable_items, c.items)
+        hit = np.isin(c.item, gone[gone >= 0])
         out.append(Check("unavailable_items", False, not hit.any(),
                          f"{int(hit.sum())} recommended items are marked unavailable"
-                         + _example(df["user_id"].to_numpy()[hit], df["item_id"].to_numpy()[hit])))
+                         + c.example(hit, True)))
     return out
 
 
@@ -138,11 +172,11 @@ def validate(table: pa.Table, top_n: int, reference: Reference | None = None,
     if checks[0].ok:
         checks += check_values(table)
     if all(c.ok for c in checks):
-        df = table.select(["user_id", "rank", "item_id", "score"]).to_pandas()
-        checks += check_lists(df, top_n)
+        coded = _Coded.of(table)
+        checks += check_lists(coded, top_n)
         if reference is not None:
             checks += [dataclasses.replace(c, skipped=force and not c.ok)
-                       for c in check_reference(df, reference)]
+                       for c in check_reference(coded, reference)]
     if any(not c.ok and not c.skipped for c in checks):
         raise TableRejected(checks)
     return checks
