@@ -147,7 +147,7 @@ def check_reference(c: _Coded, ref: Reference) -> list[Check]:
     missing = active[_codes(active, c.users) < 0]
     out.append(Check("active_users", False, not len(missing),
                      f"{len(missing)} active users have no recommendations"
-                     + (f", e.g. user {missing[0]!r}" if len(missing) else "")))
+                     + (f", e.g. user {str(missing[0])!r}" if len(missing) else "")))
     if ref.seen_users is not None:
         su, si = _codes(ref.seen_users, c.users), _codes(ref.seen_items, c.items)
         known = (su >= 0) & (si >= 0)
