@@ -57,7 +57,7 @@ def raw_logs_present(ds: str) -> bool:
     """True once ``<landing>/interactions/ds=<ds>/`` holds at least one visible data file."""
     from recsys.config import load_config  # task-time import: keeps DAG parsing light
 
-    folder = load_config().paths.landing / "interactions" / f"ds={ds}"
+    folder = load_config(validate_models=False).paths.landing / "interactions" / f"ds={ds}"
     files = [p for p in folder.glob("*") if p.is_file() and not p.name.startswith((".", "_"))]
     log.info("raw logs for ds=%s in %s: %d file(s)", ds, folder, len(files))
     return bool(files)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 DEFAULT_CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -121,7 +121,11 @@ class Config(_Frozen):
 
     @field_validator("models")
     @classmethod
-    def _known_models(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    def _known_models(cls, v: dict[str, dict[str, Any]], info: ValidationInfo) -> dict[str, dict[str, Any]]:
+        # Model config classes live beside the models (torch); callers that only need paths
+        # (the DAG's sensor) skip this with load_config(validate_models=False).
+        if not (info.context or {}).get("validate_models", True):
+            return v
         from recsys.models.registry import validate_model_config
 
         for name, params in v.items():
@@ -191,11 +195,14 @@ def load_config(
     env: str | None = None,
     overrides: dict[str, Any] | None = None,
     conf_dir: Path | str | None = None,
+    validate_models: bool = True,
 ) -> Config:
     """Load and validate the configuration.
 
     ``env`` defaults to ``$RECSYS_ENV`` or ``local``; ``conf_dir`` to ``$RECSYS_CONF`` or the
     repository's ``conf/``. ``overrides`` maps dotted keys (``"score.top_n"``) to values.
+    ``validate_models=False`` skips validating ``conf/models`` (which imports torch); model
+    params are still validated when read through :meth:`Config.model_params`.
     """
     conf_dir = Path(conf_dir or os.environ.get("RECSYS_CONF") or DEFAULT_CONF_DIR)
     env = env or os.environ.get("RECSYS_ENV", "local")
@@ -210,6 +217,6 @@ def load_config(
         _apply_override(raw, key, value)
     raw = _expand(raw, str(recsys_home()))
     try:
-        return Config.model_validate(raw)
+        return Config.model_validate(raw, context={"validate_models": validate_models})
     except ValidationError as exc:
         raise ConfigError(f"invalid configuration ({conf_dir}, env={env}):\n{exc}") from exc

@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     _say(f"Preparing the embedded Airflow under {home / 'airflow'} (SQLite)")
     env = airflow_env(home, REPO)
+    env["RECSYS_DEADLINE_MINUTES"] = "0"  # see dags/recsys_nightly.py: dags test + deadlines
     ensure_db(env)
 
     conf = {"ds": args.ds, "models": args.models.split(","), "top_n": args.top_n}
