@@ -18,7 +18,7 @@ from airflow.sdk import DAG, Asset, task
 
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _recsys_dag_support import RECOMMENDATIONS_ASSET, record_failure, refresh_exports  # noqa: E402
+from _recsys_dag_support import RECOMMENDATIONS_ASSET, record_failure  # noqa: E402
 
 RECOMMENDATIONS = Asset(**RECOMMENDATIONS_ASSET)
 
@@ -46,6 +46,7 @@ with DAG(
     def refresh(triggering_asset_events=None) -> dict[str, object]:
         """Refresh the exports from the table the triggering publish wrote."""
         from recsys.config import load_config
+        from recsys.exports import refresh_exports
 
         for event in (triggering_asset_events or {}).get(RECOMMENDATIONS, []):
             print(f"triggered by {event.source_dag_id}/{event.source_run_id} at {event.timestamp}")

@@ -7,11 +7,12 @@ from types import SimpleNamespace
 
 import pytest
 
+from recsys.exports import refresh_exports
+
 from _recsys_dag_support import (
     deadline_missed,
     raw_logs_present,
     record_failure,
-    refresh_exports,
     run_ds,
 )
 
