@@ -8,19 +8,23 @@ Exit status 1 with the failed checks on stderr when the table is refused.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 
 from jobs._common import job_parser, setup
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = job_parser(__doc__.splitlines()[0])
     p.add_argument("--force", action="store_true", help="skip the reference (non-structural) checks")
     p.add_argument("--register-table", action="store_true",
                    help="also create/refresh the external table `recommendations` in Spark's catalog")
     p.add_argument("--validate-only", action="store_true",
                    help="run the checks on the staged table and exit; publish nothing")
-    args = p.parse_args(argv)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
     cfg = setup(args)
     from recsys.score.job import publish_ds, validate_ds
     from recsys.score.validate import TableRejected
@@ -39,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"published ds={args.ds}: {m['row_count']} rows, {m['user_count']} users, "
           f"{m['model_name']} v{m['model_version']} (run {m['mlflow_run_id']})")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -7,20 +7,28 @@ Writes ``<warehouse>/_staging/recommendations/ds=D.pending/`` (never the live pa
 """
 from __future__ import annotations
 
+import argparse
 import sys
 
 from jobs._common import job_parser, setup
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = job_parser(__doc__.splitlines()[0])
     p.add_argument("--model", default=None, help="model family to score with (default: score.model)")
-    args = p.parse_args(argv)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
     cfg = setup(args, {"score.model": args.model} if args.model else None)
     from recsys.score.job import score_ds
 
     print(f"staged {score_ds(cfg, args.ds)}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

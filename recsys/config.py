@@ -90,6 +90,11 @@ class ScoreConfig(_Frozen):
     exclude_seen: bool = True
     exclude_unavailable: bool = True
     engine: Literal["local", "spark"] = "local"
+    # Non-factorized models (NeuMF, Mult-VAE, ...) re-rank the top `candidates_m` items of this
+    # factorized family's champion, unless the catalog is small enough to score in full.
+    candidates_model: str = "mf_bpr"
+    candidates_m: int = Field(200, ge=1)
+    full_scoring_max_items: int = Field(5000, ge=0)
 
 
 class PublishConfig(_Frozen):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
 
 
@@ -30,12 +29,10 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def register(sub, bench_sub) -> None:
-    for name, help_ in (("score", "score all users for a ds with the champion; stage the top-N table"),
-                        ("publish", "validate the staged top-N table of a ds and publish it")):
-        # Arguments pass through untouched to jobs/<name>.py, which owns them (try --help).
-        p = sub.add_parser(name, help=help_, add_help=False)
-        p.add_argument("argv", nargs=argparse.REMAINDER)
-        p.set_defaults(func=lambda args, name=name: importlib.import_module(f"jobs.{name}").main(args.argv))
+    from recsys.cli import add_job_command
+
+    add_job_command(sub, "score", "score", "score all users for a ds with the champion; stage the top-N table")
+    add_job_command(sub, "publish", "publish", "validate the staged top-N table of a ds and publish it")
 
     p = sub.add_parser("score-pairs", help="score given (user, item) pairs with one model")
     p.add_argument("--model-uri", required=True,

@@ -11,9 +11,6 @@ from recsys.config import Config
 
 log = logging.getLogger(__name__)
 
-# The factorized family whose champion proposes candidates for a non-factorized model.
-# TODO(config): becomes score.candidates_model once ScoreConfig has it.
-CANDIDATES_FAMILY = "mf_bpr"
 
 
 def _candidates(cfg: Config, loaded, options, n_items: int):
@@ -22,7 +19,7 @@ def _candidates(cfg: Config, loaded, options, n_items: int):
         return None
     from recsys.train.run import load_model
 
-    cand = load_model(cfg, CANDIDATES_FAMILY)
+    cand = load_model(cfg, cfg.score.candidates_model)
     same = (np.array_equal(cand.bundle.user_ids, loaded.bundle.user_ids)
             and np.array_equal(cand.bundle.item_ids, loaded.bundle.item_ids))
     if not same:

@@ -33,10 +33,12 @@ class ScoreOptions:
 
     @classmethod
     def from_config(cls, score_cfg) -> "ScoreOptions":
-        """Build from a ``recsys.config.ScoreConfig`` (candidate settings keep their defaults)."""
+        """Build from a ``recsys.config.ScoreConfig``."""
         return cls(top_n=score_cfg.top_n, block_size=score_cfg.block_size,
                    exclude_seen=score_cfg.exclude_seen,
-                   exclude_unavailable=score_cfg.exclude_unavailable)
+                   exclude_unavailable=score_cfg.exclude_unavailable,
+                   candidates_m=score_cfg.candidates_m,
+                   full_scoring_max_items=score_cfg.full_scoring_max_items)
 
 
 def block_mask_coords(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray,
