@@ -19,6 +19,7 @@ FAMILIES: dict[str, str] = {
     "itemknn": "recsys.models.baselines:ItemKNNConfig:ItemKNN",
     "ease": "recsys.models.baselines:EASEConfig:EASE",
     "ease_hybrid": "recsys.models.ease_hybrid:EASEHybridConfig:EASEHybrid",
+    "ease_ensemble": "recsys.models.ease_ensemble:EASEEnsembleConfig:EASEEnsemble",
     "als_spark": "recsys.models.als_spark:ALSSparkConfig:ALSSpark",
 }
 

@@ -21,6 +21,8 @@ FAST: dict[str, dict] = {
     "itemknn": {"neighbors": 10, "shrinkage": 1.0},
     "ease": {"l2": 1.0},
     "ease_hybrid": {"l2": 1.0, "item_feature_weight": 0.5, "user_feature_weight": 0.5},
+    "ease_ensemble": {"item_side": {"l2": 1.0, "item_feature_weight": 0.5,
+                                    "user_feature_weight": 0.5}, "user_l2": 1.0},
     "als_spark": {"factors": 8, "max_iter": 10, "reg": 0.01},
 }
 FAMILY_PARAMS = [pytest.param(name, marks=pytest.mark.slow) if name == "als_spark" else name
