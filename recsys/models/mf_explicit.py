@@ -2,15 +2,22 @@
 
 ``score(u, i) = mu + b_u + b_i + p_u . q_i`` is the predicted rating, so the model also ranks
 (by predicted rating) and factorizes: ``[p_u, b_u + mu, 1] . [q_i, 1, b_i]``.
+
+Two solvers: ``gibbs`` (the default; Bayesian biased MF, ``_gibbs.py``: no regularization to
+tune, predictions averaged over posterior samples, which then factorize as the concatenation of
+the kept samples' factors) and ``sgd`` (Adam on squared error plus L2, early stopping on
+validation RMSE).
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from recsys.models._gibbs import gibbs_biased_mf
 from recsys.models.base import FitOptions, Interactions, Recommender, TrainingDataError
 from recsys.train.loop import autocast, epoch_generator, fit_epochs
 
@@ -18,7 +25,13 @@ from recsys.train.loop import autocast, epoch_generator, fit_epochs
 class ExplicitMFConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    factors: int = Field(64, ge=1)
+    solver: str = Field("gibbs", pattern="^(gibbs|sgd)$")
+    factors: int = Field(10, ge=1)
+    # gibbs: sweeps in all, the first burn_in discarded, at most keep factor samples stored.
+    sweeps: int = Field(150, ge=1)
+    burn_in: int = Field(20, ge=0)
+    keep: int = Field(32, ge=1)
+    # sgd only from here on
     epochs: int = Field(40, ge=1)
     batch_size: int = Field(1024, ge=1)
     lr: float = Field(0.005, gt=0)
@@ -64,10 +77,13 @@ class ExplicitMF(Recommender):
     def __init__(self, config: ExplicitMFConfig) -> None:
         super().__init__(config)
         self.module: _ExplicitModule | None = None
+        self.posterior: dict[str, np.ndarray] | None = None
         self.history: list[dict[str, float]] = []
 
     def fit(self, train: Interactions, options: FitOptions) -> "ExplicitMF":
         self._remember(train)
+        if self.config.solver == "gibbs":
+            return self._fit_gibbs(train, options)
         cfg, device = self.config, options.device
         u_np, i_np, r_np = _rated(train)
         torch.manual_seed(options.seed)
@@ -105,6 +121,20 @@ class ExplicitMF(Recommender):
         self.module.eval()
         return self
 
+    def _fit_gibbs(self, train: Interactions, options: FitOptions) -> "ExplicitMF":
+        cfg = self.config
+        u, i, r = _rated(train)
+        t0 = time.perf_counter()
+        self.posterior = gibbs_biased_mf(u, i, r, train.n_users, train.n_items, cfg.factors,
+                                         cfg.sweeps, cfg.burn_in, cfg.keep, options.seed)
+        seconds = time.perf_counter() - t0
+        metrics = {"sweeps": float(cfg.sweeps), "samples": float(len(r) * cfg.sweeps),
+                   "epoch_seconds": seconds, "samples_per_second": len(r) * cfg.sweeps / seconds}
+        self.history = [metrics]
+        if options.on_epoch is not None:
+            options.on_epoch(0, metrics)
+        return self
+
     def _validator(self, held_out: Interactions | None):
         if held_out is None or held_out.rating is None or np.isnan(held_out.rating).all():
             return None
@@ -117,6 +147,14 @@ class ExplicitMF(Recommender):
 
     def _vectors(self) -> tuple[np.ndarray, np.ndarray]:
         self._check_fitted()
+        if self.posterior is not None:
+            post = self.posterior
+            k = len(post["P"])  # mean over samples of p.q == concat(p / k) . concat(q)
+            p = np.concatenate(list(post["P"] / k), axis=1)
+            q = np.concatenate(list(post["Q"]), axis=1)
+            bu = (post["bu"] + post["mu"])[:, None].astype(np.float32)
+            bi = post["ci"][:, None].astype(np.float32)
+            return (np.hstack([p, bu, np.ones_like(bu)]), np.hstack([q, np.ones_like(bi), bi]))
         m = self.module
         with torch.no_grad():
             p, q = m.user.weight.float().cpu().numpy(), m.item.weight.float().cpu().numpy()
@@ -137,9 +175,14 @@ class ExplicitMF(Recommender):
         return np.einsum("nf,nf->n", u[user_idx], i[item_idx]).astype(np.float32)
 
     def state(self) -> dict[str, Any]:
+        if self.posterior is not None:
+            return {"posterior": self.posterior}
         return {"module": {k: v.cpu() for k, v in self.module.state_dict().items()}}
 
     def load_state(self, state: dict[str, Any]) -> None:
+        if "posterior" in state:
+            self.posterior = state["posterior"]
+            return
         cfg = self.config
         self.module = _ExplicitModule(self.n_users, self.n_items, cfg.factors, cfg.init_std)
         self.module.load_state_dict(state["module"])

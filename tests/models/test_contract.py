@@ -10,7 +10,8 @@ from recsys.models.registry import FAMILIES
 # Small, fast settings per family; the contract is about behaviour, not tuned quality.
 FAST: dict[str, dict] = {
     "mf_bpr": {"factors": 8, "epochs": 50, "batch_size": 64, "lr": 0.02, "weight_decay": 1e-3},
-    "mf_explicit": {"factors": 8, "epochs": 60, "batch_size": 32, "lr": 0.05, "reg": 0.01},
+    "mf_explicit": {"solver": "sgd", "factors": 8, "epochs": 60, "batch_size": 32, "lr": 0.05,
+                    "reg": 0.01},
     "ials": {"factors": 8, "epochs": 10, "reg": 0.01},
     "neumf": {"factors": 16, "mlp_layers": [16], "epochs": 30, "batch_size": 64, "lr": 0.005,
               "weight_decay": 1e-4},
