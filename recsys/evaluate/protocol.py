@@ -12,8 +12,8 @@ from recsys.models.base import Interactions, Recommender
 
 
 def predicts_ratings(model: Recommender) -> bool:
-    """Whether the model's ``score`` is a rating prediction (class attribute, default False)."""
-    return bool(getattr(model, "predicts_ratings", False))
+    """Whether the model's ``score`` is a rating prediction (``Recommender.predicts_ratings``)."""
+    return model.predicts_ratings
 
 
 def recommend_users(

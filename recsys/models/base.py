@@ -112,6 +112,8 @@ class Recommender(abc.ABC):
     name: ClassVar[str]
     #: True when score(u, i) = user_vectors()[u] @ item_vectors()[i] (+ nothing else)
     factorized: ClassVar[bool] = False
+    #: True when score(u, i) predicts the explicit rating (evaluated with RMSE/MAE too)
+    predicts_ratings: ClassVar[bool] = False
 
     def __init__(self, config: Any) -> None:
         self.config = config

@@ -72,6 +72,7 @@ class ExplicitMF(Recommender):
     """Biased MF on ratings; early stopping on validation RMSE when validation data is given."""
 
     name = "mf_explicit"
+    predicts_ratings = True
     factorized = True
 
     def __init__(self, config: ExplicitMFConfig) -> None:
