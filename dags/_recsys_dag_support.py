@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 # The model families a run may train (the form's pick list). A family the registry does not
 # know yet fails in jobs.train with a clear message, not at parse time.
 FAMILIES = ("mf_bpr", "mf_explicit", "ials", "neumf", "multvae", "two_tower",
-            "popularity", "itemknn", "ease")
+            "popularity", "itemknn", "ease", "ease_hybrid", "ease_ensemble", "als_spark")
 DS_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 # The published top-N table, as an Airflow asset (name and URI only: nothing is read at parse time).
 RECOMMENDATIONS_ASSET = {"name": "recsys_recommendations",
