@@ -132,9 +132,16 @@ class Recommender(abc.ABC):
         self._seen = train.csr("ones")
 
     # -- inference ----------------------------------------------------------------------------
-    @abc.abstractmethod
     def score(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
-        """Scores for the (user, item) pairs, float32, same length as the inputs."""
+        """Scores for the (user, item) pairs, float32, same length as the inputs.
+
+        Factorized models get this for free (a row-wise dot product of their vectors); every
+        other family overrides it.
+        """
+        if not self.factorized:
+            raise NotImplementedError(f"{type(self).__name__} must implement score()")
+        u, i = self.user_vectors(), self.item_vectors()
+        return np.einsum("nf,nf->n", u[user_idx], i[item_idx]).astype(np.float32)
 
     def score_users(self, user_idx: np.ndarray) -> np.ndarray:
         """Dense (len(user_idx), n_items) score block. Factorized models use a matrix product."""

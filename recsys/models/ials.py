@@ -121,10 +121,6 @@ class IALS(Recommender):
         self._check_fitted()
         return self.module.item.detach().float().cpu().numpy()
 
-    def score(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
-        u, i = self.user_vectors(), self.item_vectors()
-        return np.einsum("nf,nf->n", u[user_idx], i[item_idx]).astype(np.float32)
-
     def state(self) -> dict[str, Any]:
         return {"module": {k: v.cpu() for k, v in self.module.state_dict().items()}}
 

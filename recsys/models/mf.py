@@ -104,10 +104,6 @@ class BPRMF(Recommender):
     def item_vectors(self) -> np.ndarray:
         return self._vectors()[1]
 
-    def score(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
-        u, i = self._vectors()
-        return np.einsum("nf,nf->n", u[user_idx], i[item_idx]).astype(np.float32)
-
     def state(self) -> dict[str, Any]:
         return {"module": {k: v.cpu() for k, v in self.module.state_dict().items()}}
 

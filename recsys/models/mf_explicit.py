@@ -170,11 +170,6 @@ class ExplicitMF(Recommender):
     def item_vectors(self) -> np.ndarray:
         return self._vectors()[1]
 
-    def score(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
-        """Predicted ratings for the (user, item) pairs."""
-        u, i = self._vectors()
-        return np.einsum("nf,nf->n", u[user_idx], i[item_idx]).astype(np.float32)
-
     def state(self) -> dict[str, Any]:
         if self.posterior is not None:
             return {"posterior": self.posterior}

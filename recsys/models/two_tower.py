@@ -144,10 +144,6 @@ class TwoTower(Recommender):
         v = self.module.items(torch.arange(self.n_items, device=dev)).float().cpu().numpy()
         return v / self.config.temperature
 
-    def score(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
-        u, i = self.user_vectors(), self.item_vectors()
-        return np.einsum("nf,nf->n", u[user_idx], i[item_idx]).astype(np.float32)
-
     def state(self) -> dict[str, Any]:
         return {"shapes": self.shapes,
                 "module": {k: v.cpu() for k, v in self.module.state_dict().items()}}
