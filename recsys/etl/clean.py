@@ -101,44 +101,42 @@ def weight(cfg: CleanConfig) -> Column:
     return expr.cast("double")
 
 
-def repeated_ids(rows: DataFrame) -> DataFrame:
-    """event_ids that more than one good row carries (small: resends are a sliver of a day)."""
-    good = rows.where(F.col("reason").isNull())
-    return good.groupBy("event_id").count().where("count > 1").select(
-        "event_id", F.lit(True).alias("_multi"))
-
-
-def mark_duplicates(rows: DataFrame, repeated: DataFrame | None = None) -> DataFrame:
+def mark_duplicates(rows: DataFrame) -> DataFrame:
     """``duplicate`` = a good row whose event_id appeared earlier (by ts, then file, then raw).
 
-    Only good rows compete: a quarantined row never hides a good one. Only rows whose event_id
-    is in ``repeated`` go through the window, so the bulk of the rows, raw text included, is
-    never shuffled for it.
+    Only good rows compete (the window is keyed on event_id *and* goodness), so a quarantined
+    row never hides a good one. One shuffle by event_id; no lookup that needs a second pass over
+    the input.
     """
-    repeated = repeated_ids(rows) if repeated is None else repeated
-    df = rows.join(F.broadcast(repeated), "event_id", "left")
-    competing = F.col("reason").isNull() & F.col("_multi").isNotNull()
-    w = Window.partitionBy("event_id").orderBy("ts_parsed", "source_file", "raw")
-    multi = df.where(competing).withColumn("duplicate", F.row_number().over(w) > 1)
-    single = df.where(~competing).withColumn("duplicate", F.lit(False))
-    return single.unionByName(multi).drop("_multi")
+    good = F.col("reason").isNull()
+    w = Window.partitionBy("event_id", good).orderBy("ts_parsed", "source_file", "raw")
+    return rows.withColumn("duplicate", good & (F.row_number().over(w) > 1))
 
 
 def bot_users(marked: DataFrame, cfg: CleanConfig) -> DataFrame:
     """Users with more kept (good, not duplicate) events in the day than the threshold."""
     kept = marked.where(F.col("reason").isNull() & ~F.col("duplicate"))
     bots = kept.groupBy("user_id").count().where(F.col("count") > cfg.bot_max_events_per_day)
-    return bots.select("user_id", F.lit(True).alias("_bot"))
+    return bots.select("user_id")
 
 
-def mark_bots(marked: DataFrame, cfg: CleanConfig, bots: DataFrame | None = None) -> DataFrame:
-    """Quarantine every kept event of the bot users (reason ``bot_user``)."""
-    bots = bot_users(marked, cfg) if bots is None else bots
-    df = marked.join(F.broadcast(bots), "user_id", "left")
-    is_bot = F.col("_bot").isNotNull() & F.col("reason").isNull() & ~F.col("duplicate")
-    return df.withColumn(
-        "reason", F.when(is_bot, F.lit(R.BOT_USER.value)).otherwise(F.col("reason"))
-    ).drop("_bot")
+def mark_bots(marked: DataFrame, cfg: CleanConfig, bots: list[str] | None = None) -> DataFrame:
+    """Quarantine every kept event of the bot users (reason ``bot_user``) and add ``weight``.
+
+    ``bots`` may be passed in (collected once by a caller that writes the result twice: bot
+    users are few); by default they are joined in from :func:`bot_users`.
+    """
+    kept = F.col("reason").isNull() & ~F.col("duplicate")
+    if bots is None:
+        df = marked.join(F.broadcast(bot_users(marked, cfg).withColumn("_bot", F.lit(True))),
+                         "user_id", "left")
+        is_bot = F.col("_bot").isNotNull()
+    else:
+        df, is_bot = marked, F.col("user_id").isin(list(bots)) if bots else F.lit(False)
+    df = df.withColumn(
+        "reason", F.when(kept & is_bot, F.lit(R.BOT_USER.value)).otherwise(F.col("reason"))
+    ).drop("_bot")  # a no-op when bots were passed in
+    return df.withColumn("weight", F.when(F.col("reason").isNull(), weight(cfg)))
 
 
 def with_reasons(raw: DataFrame, ds: str, cfg: CleanConfig) -> DataFrame:
@@ -146,21 +144,9 @@ def with_reasons(raw: DataFrame, ds: str, cfg: CleanConfig) -> DataFrame:
     return typed(raw).withColumn("reason", row_reason(ds, cfg))
 
 
-def finish_routing(rows: DataFrame, cfg: CleanConfig, repeated: DataFrame | None = None,
-                   bots: DataFrame | None = None) -> DataFrame:
-    """Duplicates, bots and weights on top of :func:`with_reasons` output.
-
-    ``repeated``/``bots`` may be passed in precomputed (and cached) by a caller that reads the
-    result several times; by default they are derived from ``rows``.
-    """
-    marked = mark_duplicates(rows, repeated)
-    df = mark_bots(marked, cfg, bots)
-    return df.withColumn("weight", F.when(F.col("reason").isNull(), weight(cfg)))
-
-
 def route(raw: DataFrame, ds: str, cfg: CleanConfig) -> DataFrame:
     """Typed rows with ``reason`` (null = good), ``duplicate`` and ``weight`` columns."""
-    return finish_routing(with_reasons(raw, ds, cfg), cfg)
+    return mark_bots(mark_duplicates(with_reasons(raw, ds, cfg)), cfg)
 
 
 def clean_rows(routed: DataFrame) -> DataFrame:

@@ -11,8 +11,9 @@ import json
 import logging
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -34,21 +35,28 @@ def landing_folder(landing_root: Path, table: str, ds: str) -> Path:
     return Path(landing_root) / table / f"{DS}={ds}"
 
 
-def _route_cached(raw: DataFrame, ds: str, cfg: Config) -> tuple[DataFrame, list[DataFrame]]:
-    """Route with the files read and parsed once: the row-level result is cached, and so are
-    the two small lookups (repeated ids, bots), so each later action only rescans the cache."""
-    rows = clean.with_reasons(raw, ds, cfg.clean).persist(StorageLevel.MEMORY_AND_DISK)
-    repeated = clean.repeated_ids(rows).cache()
-    repeated.count()
-    bots = clean.bot_users(clean.mark_duplicates(rows, repeated), cfg.clean).cache()
-    bots.count()
-    return clean.finish_routing(rows, cfg.clean, repeated, bots), [rows, repeated, bots]
+def _route_once(raw: DataFrame, ds: str, cfg: Config) -> DataFrame:
+    """Route with the files read, parsed and shuffled once.
+
+    The de-duplicated rows are checkpointed to local disk as the first action computes them
+    (serialized rows, cheaper than a columnar cache), so the two writes and the bot lookup each
+    read them back instead of parsing the landing files again. The bot users are collected to
+    the driver: they are a handful, and a literal list keeps the writes free of a join.
+    """
+    marked = clean.mark_duplicates(clean.with_reasons(raw, ds, cfg.clean))
+    marked = marked.localCheckpoint(eager=False, storageLevel=StorageLevel.DISK_ONLY)
+    bots = [r["user_id"] for r in clean.bot_users(marked, cfg.clean).collect()]
+    return clean.mark_bots(marked, cfg.clean, bots)
 
 
 def _file_counts(counts: dict, files: list[landing.LandingFile]) -> list[dict]:
     per_file = counts.pop("per_file")
-    return [{"file": f.path.name, "format": f.format, **per_file.get(f.path.name, {"raw": 0, "quarantined": 0})}
-            for f in files]
+    return [{"file": f.path.name, "format": f.format, **per_file[f.path.name]} for f in files]
+
+
+def _parquet_rows(path: Path) -> int:
+    """Rows in the Parquet files of ``path``, from their footers (no Spark job)."""
+    return sum(pq.read_metadata(f).num_rows for f in Path(path).glob("*.parquet"))
 
 
 def _stage_side(spark: SparkSession, cfg: Config, landing_root: Path, warehouse: Path,
@@ -59,12 +67,24 @@ def _stage_side(spark: SparkSession, cfg: Config, landing_root: Path, warehouse:
         raw = side_inputs.read_side_input(spark, landing_folder(landing_root, table, ds))
         if raw is None:
             continue
-        good, rejected = cleaner(raw, cfg.clean.id_pattern)
+        obs = Observation(f"{table}_rejected")
+        good, _ = cleaner(raw, cfg.clean.id_pattern, obs)
         path = io.staging_path(warehouse, table, ds)
         good.write.parquet(str(path))
-        stats[table] = {"rows": spark.read.parquet(str(path)).count(), "rejected": rejected.count()}
+        stats[table] = {"rows": _parquet_rows(path), "rejected": int(obs.get["rejected"])}
         staged[table] = path
     return staged, stats
+
+
+def _write_interactions(routed: DataFrame, staged: dict[str, Path], files: list[str]) -> dict:
+    """Write quarantine then clean rows; the routing counts come with the first write."""
+    obs = Observation("routing")
+    # observe() below the filter: the quarantine write sees (and counts) every routed row.
+    counted = routed.observe(obs, *quality.routing_aggregates(files))
+    clean.quarantine_rows(counted).write.parquet(str(staged[QUARANTINE]))
+    counts = quality.read_routing_counts(obs.get, files)
+    clean.clean_rows(routed).write.parquet(str(staged[INTERACTIONS]))
+    return counts
 
 
 def run_clean(spark: SparkSession, cfg: Config, ds: str, landing_root: Path,
@@ -82,29 +102,25 @@ def run_clean(spark: SparkSession, cfg: Config, ds: str, landing_root: Path,
         io.clear_staging(warehouse, table, ds)
     if raw is None:
         raw = spark.createDataFrame([], _EMPTY_RAW)
-    routed, cached = _route_cached(raw, ds, cfg)
+    names = [f.path.name for f in files]
     staged: dict[str, Path] = {}
     try:
-        counts = quality.route_counts(routed)
-        file_counts = _file_counts(counts, files)
+        routed = _route_once(raw, ds, cfg)
         staged[INTERACTIONS] = io.staging_path(warehouse, INTERACTIONS, ds)
         staged[QUARANTINE] = io.staging_path(warehouse, QUARANTINE, ds)
-        clean.clean_rows(routed).write.parquet(str(staged[INTERACTIONS]))
-        clean.quarantine_rows(routed).write.parquet(str(staged[QUARANTINE]))
+        counts = _write_interactions(routed, staged, names)
+        file_counts = _file_counts(counts, files)
         side_staged, side_stats = _stage_side(spark, cfg, landing_root, warehouse, ds)
         staged.update(side_staged)
         # Count what was written, not what was meant to be: the books check the files.
         stats = quality.clean_stats(spark.read.parquet(str(staged[INTERACTIONS])))
-        quarantined = spark.read.parquet(str(staged[QUARANTINE])).count()
+        quarantined = _parquet_rows(staged[QUARANTINE])
         summary = quality.summarize(ds, counts, stats, quarantined, file_counts, side_stats)
         quality.reconcile(summary)
     except Exception:
         for table in staged:
             io.clear_staging(warehouse, table, ds)
         raise
-    finally:
-        for df in cached:
-            df.unpersist()
     (staged[INTERACTIONS] / quality.DQ_SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     for table in (QUARANTINE, ITEMS, USERS, INTERACTIONS):
         if table in staged:

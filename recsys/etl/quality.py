@@ -1,7 +1,7 @@
 """The clean step's books: the data-quality summary and the reconciliation check."""
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from recsys.etl.reasons import QuarantineReason
@@ -13,22 +13,38 @@ class ReconciliationError(RuntimeError):
     """raw != clean + duplicates + quarantined: rows were lost or counted twice."""
 
 
-def route_counts(routed: DataFrame) -> dict:
-    """raw / duplicates / per-reason / per-file counts from the routed frame, in one aggregation."""
-    rows = routed.groupBy("source_file", "reason", "duplicate").count().collect()
-    reasons = {r.value: 0 for r in QuarantineReason}
-    per_file: dict[str, dict[str, int]] = {}
-    raw = duplicates = 0
-    for row in rows:
-        raw += row["count"]
-        f = per_file.setdefault(row["source_file"], {"raw": 0, "quarantined": 0})
-        f["raw"] += row["count"]
-        if row["reason"] is not None:
-            f["quarantined"] += row["count"]
-            reasons[row["reason"]] = reasons.get(row["reason"], 0) + row["count"]
-        elif row["duplicate"]:
-            duplicates += row["count"]
-    return {"raw": raw, "duplicates": duplicates, "reasons": reasons, "per_file": per_file}
+def routing_aggregates(files: list[str]) -> list[Column]:
+    """Aggregate columns that count a routed frame's books in one pass.
+
+    Usable with ``DataFrame.agg`` or ``DataFrame.observe`` (so the counts come with a write, at
+    no extra pass). ``files`` are the source file names (the ``source_file`` values) to count
+    per file; a row from a file not listed is caught by :func:`read_routing_counts`.
+    """
+    reason, n = F.col("reason"), F.lit(1)
+    aggs = [F.count(n).alias("raw"), F.count_if(reason.isNull() & F.col("duplicate")).alias("duplicates")]
+    aggs += [F.count_if(reason == r.value).alias(f"reason:{r.value}") for r in QuarantineReason]
+    for i, name in enumerate(files):
+        in_file = F.col("source_file") == name
+        aggs += [F.count_if(in_file).alias(f"file_raw:{i}"),
+                 F.count_if(in_file & reason.isNotNull()).alias(f"file_quarantined:{i}")]
+    return aggs
+
+
+def read_routing_counts(row: dict, files: list[str]) -> dict:
+    """The dict of :func:`route_counts` from the values of :func:`routing_aggregates`."""
+    reasons = {r.value: int(row[f"reason:{r.value}"]) for r in QuarantineReason}
+    per_file = {name: {"raw": int(row[f"file_raw:{i}"]), "quarantined": int(row[f"file_quarantined:{i}"])}
+                for i, name in enumerate(files)}
+    counted = sum(f["raw"] for f in per_file.values())
+    if counted != row["raw"]:  # a source_file value that is not a known file name
+        raise ReconciliationError(f"per-file counts sum to {counted}, but {row['raw']} rows were routed")
+    return {"raw": int(row["raw"]), "duplicates": int(row["duplicates"]), "reasons": reasons,
+            "per_file": per_file}
+
+
+def route_counts(routed: DataFrame, files: list[str]) -> dict:
+    """raw / duplicates / per-reason / per-file counts of a routed frame, in one aggregation."""
+    return read_routing_counts(routed.agg(*routing_aggregates(files)).first().asDict(), files)
 
 
 def clean_stats(clean: DataFrame) -> dict:

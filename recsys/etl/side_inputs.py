@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -99,8 +99,21 @@ def _valid_id(col: Column, pattern: str) -> Column:
     return col.isNotNull() & col.rlike(pattern)
 
 
-def clean_items(df: DataFrame, id_pattern: str) -> tuple[DataFrame, DataFrame]:
-    """(catalog rows in ITEM_CATALOG, rejected rows) from a raw item-catalog frame."""
+def _split(out: DataFrame, key: str, id_pattern: str, observation: Observation | None,
+           names: list[str]) -> tuple[DataFrame, DataFrame]:
+    ok = _valid_id(F.col(key), id_pattern)
+    if observation is not None:  # counted by the write of the good rows: no extra pass
+        out = out.observe(observation, F.count_if(~ok | F.col(key).isNull()).alias("rejected"))
+    return _latest_per_id(out.where(ok), key).select(*names), out.where(~ok | F.col(key).isNull())
+
+
+def clean_items(df: DataFrame, id_pattern: str,
+                observation: Observation | None = None) -> tuple[DataFrame, DataFrame]:
+    """(catalog rows in ITEM_CATALOG, rejected rows) from a raw item-catalog frame.
+
+    With ``observation``, the action that evaluates the catalog rows also counts the rejected
+    ones (metric ``rejected``).
+    """
     out = df.select(
         F.trim(_scalar(df, "item_id", "string")).alias("item_id"),
         _scalar(df, "title", "string").alias("title"),
@@ -111,19 +124,17 @@ def clean_items(df: DataFrame, id_pattern: str) -> tuple[DataFrame, DataFrame]:
         _scalar(df, "description", "string").alias("description"),
         "_file",
     )
-    ok = _valid_id(F.col("item_id"), id_pattern)
-    good = _latest_per_id(out.where(ok), "item_id").select(*ITEM_CATALOG.names)
-    return good, out.where(~ok | F.col("item_id").isNull())
+    return _split(out, "item_id", id_pattern, observation, ITEM_CATALOG.names)
 
 
-def clean_users(df: DataFrame, id_pattern: str) -> tuple[DataFrame, DataFrame]:
-    """(profile rows in USER_PROFILES, rejected rows) from a raw user-profile frame."""
+def clean_users(df: DataFrame, id_pattern: str,
+                observation: Observation | None = None) -> tuple[DataFrame, DataFrame]:
+    """(profile rows in USER_PROFILES, rejected rows) from a raw user-profile frame (as
+    :func:`clean_items`)."""
     out = df.select(
         F.trim(_scalar(df, "user_id", "string")).alias("user_id"),
         _scalar(df, "age", "double").alias("age"),
         *[F.lower(F.trim(_scalar(df, c, "string"))).alias(c) for c in ("gender", "occupation", "region")],
         "_file",
     )
-    ok = _valid_id(F.col("user_id"), id_pattern)
-    good = _latest_per_id(out.where(ok), "user_id").select(*USER_PROFILES.names)
-    return good, out.where(~ok | F.col("user_id").isNull())
+    return _split(out, "user_id", id_pattern, observation, USER_PROFILES.names)

@@ -35,10 +35,10 @@ SETTINGS = settings(max_examples=4, deadline=None, derandomize=True,
 
 
 def _check(spark, folder, expected_raw):
-    df, _ = read_landing(spark, folder)
+    df, files = read_landing(spark, folder)
     routed = clean.route(df, DS, CFG).cache()
     try:
-        counts = quality.route_counts(routed)
+        counts = quality.route_counts(routed, [f.path.name for f in files])
         good = clean.clean_rows(routed).collect()  # collect: every column is evaluated
         bad = clean.quarantine_rows(routed).collect()
     finally:
