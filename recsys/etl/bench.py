@@ -20,6 +20,23 @@ DS = "2024-01-10"
 log = logging.getLogger(__name__)
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its children (the Spark JVM included).
+
+    On a shared machine wall time depends on the neighbours; CPU time much less so.
+    """
+    procs = [psutil.Process()]
+    procs += procs[0].children(recursive=True)
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
 class PeakRss:
     """Sample the RSS of this process and its children; ``peak`` in bytes."""
 
@@ -74,11 +91,12 @@ def _spark_run(landing: Path, out: Path, master: str) -> dict:
     with PeakRss() as mem:
         t0 = time.perf_counter()
         spark = get_spark("bench-clean", spark_cfg, master=master)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), cpu_seconds()
         summary = run_clean(spark, cfg, DS, landing, out / "spark")
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), cpu_seconds()
         spark.stop()
-    return {"seconds": t2 - t1, "startup_seconds": t1 - t0, "peak_rss_mb": mem.peak / 2**20,
+    return {"seconds": t2 - t1, "cpu_seconds": c2 - c1, "startup_seconds": t1 - t0,
+            "peak_rss_mb": mem.peak / 2**20,
             "books": {k: summary[k] for k in ("raw", "clean", "duplicates", "quarantined")},
             "reasons": summary["reasons"]}
 
@@ -87,10 +105,10 @@ def _duck_run(landing: Path, out: Path, cfg: CleanConfig, threads: int) -> dict:
     from recsys.etl import duck_clean
 
     with PeakRss() as mem:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         books = duck_clean.clean(landing / "interactions" / f"ds={DS}", out / "duckdb", DS, cfg, threads)
-        seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "peak_rss_mb": mem.peak / 2**20, **books}
+        seconds, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    return {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": mem.peak / 2**20, **books}
 
 
 def run_bench(events: int, workdir: Path, *, master: str = "local[2]", bad_row_rate: float = 0.02,
@@ -108,6 +126,8 @@ def run_bench(events: int, workdir: Path, *, master: str = "local[2]", bad_row_r
         "events": n, "master": master, "duckdb_threads": threads, "spark": spark, "duckdb": duck,
         "spark_events_per_s": n / spark["seconds"], "duckdb_events_per_s": n / duck["seconds"],
         "ratio_spark_over_duckdb": spark["seconds"] / duck["seconds"],
+        "cpu_ratio_spark_over_duckdb": spark["cpu_seconds"] / duck["cpu_seconds"],
+        "load_average": list(psutil.getloadavg()),
         "books_agree": spark["books"] == duck["books"],
     }
     _print(result)
@@ -120,11 +140,13 @@ def run_bench(events: int, workdir: Path, *, master: str = "local[2]", bad_row_r
 def _print(r: dict) -> None:
     print(f"clean benchmark: {r['events']:,} raw events, Spark {r['master']} vs DuckDB "
           f"{r['duckdb_threads']} threads")
-    print(f"{'engine':<8}{'seconds':>10}{'events/s':>14}{'peak RSS MB':>14}  books (raw/clean/dup/quar)")
+    print(f"{'engine':<8}{'seconds':>10}{'CPU s':>8}{'events/s':>14}{'peak RSS MB':>14}"
+          "  books (raw/clean/dup/quar)")
     for name in ("spark", "duckdb"):
         e, b = r[name], r[name]["books"]
-        print(f"{name:<8}{e['seconds']:>10.1f}{r[name + '_events_per_s']:>14,.0f}{e['peak_rss_mb']:>14,.0f}"
-              f"  {b['raw']}/{b['clean']}/{b['duplicates']}/{b['quarantined']}")
-    print(f"Spark / DuckDB time ratio: {r['ratio_spark_over_duckdb']:.2f}x "
-          f"(Spark session start-up, not counted: {r['spark']['startup_seconds']:.1f} s); "
+        print(f"{name:<8}{e['seconds']:>10.1f}{e['cpu_seconds']:>8.1f}{r[name + '_events_per_s']:>14,.0f}"
+              f"{e['peak_rss_mb']:>14,.0f}  {b['raw']}/{b['clean']}/{b['duplicates']}/{b['quarantined']}")
+    print(f"Spark / DuckDB time ratio: {r['ratio_spark_over_duckdb']:.2f}x, CPU-time ratio: "
+          f"{r['cpu_ratio_spark_over_duckdb']:.2f}x (load average {r['load_average'][0]:.1f}; "
+          f"Spark session start-up, not counted: {r['spark']['startup_seconds']:.1f} s); "
           f"books agree: {r['books_agree']}")

@@ -140,8 +140,12 @@ def mark_bots(marked: DataFrame, cfg: CleanConfig, bots: list[str] | None = None
 
 
 def with_reasons(raw: DataFrame, ds: str, cfg: CleanConfig) -> DataFrame:
-    """Typed rows with the row-level ``reason`` (the part of routing that needs no shuffle)."""
-    return typed(raw).withColumn("reason", row_reason(ds, cfg))
+    """Typed rows with the row-level ``reason`` (the part of routing that needs no shuffle).
+
+    The columns only the rules read (``value_raw``, ``malformed``) are dropped here, so they are
+    neither shuffled nor stored by what follows.
+    """
+    return typed(raw).withColumn("reason", row_reason(ds, cfg)).drop("value_raw", "malformed")
 
 
 def route(raw: DataFrame, ds: str, cfg: CleanConfig) -> DataFrame:

@@ -81,9 +81,13 @@ def _write_interactions(routed: DataFrame, staged: dict[str, Path], files: list[
     obs = Observation("routing")
     # observe() below the filter: the quarantine write sees (and counts) every routed row.
     counted = routed.observe(obs, *quality.routing_aggregates(files))
-    clean.quarantine_rows(counted).write.parquet(str(staged[QUARANTINE]))
+    # No dictionary for columns whose values never repeat: building one that overflows and is
+    # then discarded is the costliest part of the Parquet writer.
+    (clean.quarantine_rows(counted).write.option("parquet.enable.dictionary#raw", "false")
+     .parquet(str(staged[QUARANTINE])))
     counts = quality.read_routing_counts(obs.get, files)
-    clean.clean_rows(routed).write.parquet(str(staged[INTERACTIONS]))
+    (clean.clean_rows(routed).write.option("parquet.enable.dictionary#event_id", "false")
+     .parquet(str(staged[INTERACTIONS])))
     return counts
 
 
