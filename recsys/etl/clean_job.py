@@ -42,6 +42,8 @@ def _route_once(raw: DataFrame, ds: str, cfg: Config) -> DataFrame:
     (serialized rows, cheaper than a columnar cache), so the two writes and the bot lookup each
     read them back instead of parsing the landing files again. The bot users are collected to
     the driver: they are a handful, and a literal list keeps the writes free of a join.
+    A local checkpoint does not survive the loss of an executor (the step then fails and is
+    retried whole); its blocks are freed when the frame is garbage-collected.
     """
     marked = clean.mark_duplicates(clean.with_reasons(raw, ds, cfg.clean))
     marked = marked.localCheckpoint(eager=False, storageLevel=StorageLevel.DISK_ONLY)

@@ -31,7 +31,12 @@ def test_clean_publishes_tables_summary_and_side_inputs(spark, cfg, tmp_path):
     items = landing / "items" / f"ds={ds}"
     items.mkdir(parents=True)
     (items / "items.csv").write_text("item_id,title,genres,available\ni1,Star,drama|war,false\n,x,y,true\n")
+    tracker = spark.sparkContext.statusTracker()
+    jobs_before = len(tracker.getJobIdsForGroup(None))
     summary = run_clean(spark, cfg, ds, landing, wh)
+    # Regression (issue 3): a tiny day ran ~50 Spark jobs (a cached frame scanned by lookups,
+    # a counting pass and both writes, then both outputs read back); each costs fixed overhead.
+    assert len(tracker.getJobIdsForGroup(None)) - jobs_before <= 14
     assert {k: summary[k] for k in ("raw", "clean", "duplicates", "quarantined")} == {
         "raw": 4, "clean": 2, "duplicates": 1, "quarantined": 1}
     assert summary["reasons"]["malformed_row"] == 1
