@@ -34,6 +34,14 @@ def job_parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def spark_job_parser(description: str) -> argparse.ArgumentParser:
+    """``job_parser`` plus what every Spark step takes: ``--warehouse`` and ``--master``."""
+    p = job_parser(description)
+    p.add_argument("--warehouse", type=Path, default=None, help="warehouse root (default: config)")
+    p.add_argument("--master", default=None, help="Spark master (default: spark-submit's or config)")
+    return p
+
+
 def setup(args: argparse.Namespace, extra_overrides: dict[str, Any] | None = None) -> Config:
     """Validate ``--ds``, configure logging and load the configuration."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,

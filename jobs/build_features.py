@@ -12,14 +12,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # spark-submit runs this file as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jobs._common import job_parser, setup  # noqa: E402
+from jobs._common import setup, spark_job_parser  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = job_parser(__doc__.splitlines()[0])
-    p.add_argument("--warehouse", type=Path, default=None, help="warehouse root (default: config)")
-    p.add_argument("--master", default=None, help="Spark master (default: spark-submit's or config)")
-    return p
+    return spark_job_parser(__doc__.splitlines()[0])
 
 
 def run(args: argparse.Namespace) -> int:
