@@ -1,4 +1,5 @@
-"""``recsys bench quality``: the model quality benchmark (see :mod:`recsys.evaluate.benchmark`)."""
+"""``recsys bench quality`` (the model quality benchmark, see :mod:`recsys.evaluate.benchmark`) and
+``recsys bench metrics`` (the speed of the vectorized ranking metrics)."""
 from __future__ import annotations
 
 import argparse
@@ -16,6 +17,39 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--models", help="comma-separated families (default: every registered one)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
     p.set_defaults(func=_quality)
+
+    m = bench_sub.add_parser("metrics", help="time the ranking metrics on random top-k lists")
+    m.add_argument("--users", type=int, default=6000)
+    m.add_argument("--items", type=int, default=4000)
+    m.add_argument("--relevant", type=int, default=40, help="held-out items per user")
+    m.add_argument("--k", type=int, default=10)
+    m.add_argument("--repeat", type=int, default=3)
+    m.set_defaults(func=_metrics)
+
+
+def _metrics(args: argparse.Namespace) -> int:
+    """Time :func:`recsys.evaluate.metrics.ranking_metrics` (best of ``--repeat``) and print it."""
+    import time
+
+    import numpy as np
+    import scipy.sparse as sp
+
+    from recsys.evaluate.metrics import ranking_metrics
+
+    rng = np.random.default_rng(0)
+    recs = rng.integers(0, args.items, size=(args.users, args.k))
+    indptr = np.arange(0, args.users * args.relevant + 1, args.relevant)
+    relevant = sp.csr_matrix((np.ones(args.users * args.relevant),
+                              rng.integers(0, args.items, args.users * args.relevant), indptr),
+                             shape=(args.users, args.items))
+    best = float("inf")
+    for _ in range(max(1, args.repeat)):
+        t0 = time.perf_counter()
+        ranking_metrics(recs, relevant, args.k)
+        best = min(best, time.perf_counter() - t0)
+    print(f"ranking metrics @{args.k}: {args.users} users x {args.items} items, "
+          f"{args.relevant} held-out items each: {best:.3f} s (best of {args.repeat})")
+    return 0
 
 
 def _quality(args: argparse.Namespace) -> int:
