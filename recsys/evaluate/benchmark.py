@@ -4,6 +4,10 @@ Import a MovieLens folder or a delimited ratings file, split per user (75/25, se
 rating is a positive), train each model on train, recommend the top k unseen items to every test
 user, and report precision/recall/NDCG/MAP@k, plus the mean RMSE over the official folds
 u1..u5 for models that predict ratings (the stratified test split when there are no folds).
+
+``protocol="sampled"`` runs the NCF paper's protocol instead (each user's last interaction held
+out, ranked among 99 sampled negatives, HR@k and NDCG@k), only to compare with numbers published
+that way: sampled metrics overstate quality and can reorder models.
 """
 from __future__ import annotations
 
@@ -21,8 +25,13 @@ import torch
 
 from recsys.evaluate import metrics as M
 from recsys.evaluate._features import side_features
-from recsys.evaluate.protocol import evaluate_recommendations, predicts_ratings, recommend_users
-from recsys.evaluate.splits import stratified_split
+from recsys.evaluate.protocol import (
+    evaluate_recommendations,
+    predicts_ratings,
+    recommend_users,
+    sampled_protocol,
+)
+from recsys.evaluate.splits import leave_last_k_out, stratified_split
 from recsys.models.base import FitOptions, Interactions
 
 log = logging.getLogger(__name__)
@@ -35,6 +44,8 @@ HEADER_ALIASES = {
     "ts": ("ts", "timestamp", "time", "datetime"),
 }
 FOLDS = tuple(f"u{i}" for i in range(1, 6))
+PROTOCOLS = ("reference", "sampled")
+SAMPLED_NEGATIVES = 99  # as in the NCF paper (He et al. 2017)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +168,17 @@ def bench_model(name: str, params: dict[str, Any], bench: BenchData, train: Inte
     return row
 
 
+def bench_model_sampled(name: str, params: dict[str, Any], train: Interactions,
+                        test: Interactions, k: int, options: FitOptions,
+                        n_neg: int = SAMPLED_NEGATIVES) -> dict[str, Any]:
+    """Train ``name`` on ``train``; HR@k and NDCG@k of each held-out item among sampled negatives."""
+    model, train_seconds = _fit(name, params, train, options)
+    t0 = time.perf_counter()
+    metrics = sampled_protocol(model, train, test, k=k, n_neg=n_neg, seed=options.seed)
+    return {"name": name, f"hr@{k}": metrics[f"hr@{k}"], f"ndcg@{k}": metrics[f"ndcg@{k}"],
+            "train_seconds": train_seconds, "recommend_seconds": time.perf_counter() - t0}
+
+
 def run_quality_bench(
     data_path: Path | str,
     k: int = 10,
@@ -164,32 +186,48 @@ def run_quality_bench(
     models: list[str] | None = None,
     device: torch.device = torch.device("cpu"),
     config=None,
+    protocol: str = "reference",
 ) -> dict[str, Any]:
     """Run the benchmark and return the JSON document (``{"models": [...], ...}``).
 
-    A model that fails is reported with ``"error"`` and null metrics; the others still run.
+    ``protocol`` is ``"reference"`` (per-user stratified split, full ranking, RMSE on the folds)
+    or ``"sampled"`` (leave the last interaction out, 99 sampled negatives). A model that fails
+    is reported with ``"error"`` and null metrics; the others still run.
     """
     from recsys.config import load_config
     from recsys.models.registry import model_names
 
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}; got {protocol!r}")
     config = config or load_config()
     names = models or model_names()
     bench = load_bench_data(data_path)
-    train, test = stratified_split(bench.data, ratio=0.75, seed=seed)
+    if protocol == "sampled":
+        train, test = leave_last_k_out(bench.data, k=1, seed=seed)
+    else:
+        train, test = stratified_split(bench.data, ratio=0.75, seed=seed)
     options = FitOptions(device=device, seed=seed)
     rows = []
     for name in names:
-        log.info("bench quality: %s", name)
+        log.info("bench quality (%s): %s", protocol, name)
         try:
-            rows.append(bench_model(name, config.model_params(name), bench, train, test, k, options))
+            params = config.model_params(name)
+            rows.append(bench_model_sampled(name, params, train, test, k, options)
+                        if protocol == "sampled" else
+                        bench_model(name, params, bench, train, test, k, options))
         except Exception as exc:  # one broken family must not hide the others' figures
             log.exception("model %s failed", name)
             rows.append(_failed_row(name, k, exc))
+    described = (
+        {"name": "sampled", "split": "leave last 1 out per user", "negatives": SAMPLED_NEGATIVES,
+         "seed": seed, "k": k}
+        if protocol == "sampled" else
+        {"name": "reference", "split": "stratified per user", "ratio": 0.75, "seed": seed, "k": k,
+         "rmse": "official folds u1..u5" if bench.folds else "stratified test split"})
     return {
         "models": rows,
         "dataset": str(data_path),
-        "protocol": {"split": "stratified per user", "ratio": 0.75, "seed": seed, "k": k,
-                     "rmse": "official folds u1..u5" if bench.folds else "stratified test split"},
+        "protocol": described,
         "data": {"users": bench.data.n_users, "items": bench.data.n_items,
                  "ratings": len(bench.data), "train": len(train), "test": len(test)},
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
@@ -209,8 +247,21 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def _sampled_table(result: dict[str, Any], k: int) -> str:
+    lines = [f"| model | HR@{k} (sampled) | NDCG@{k} (sampled) | train s |", "|---|---:|---:|---:|"]
+    for r in sorted(result["models"], key=lambda r: -(r.get(f"ndcg@{k}") or -1.0)):
+        if r.get("error"):
+            lines.append(f"| {r['name']} | failed: {r['error'][:60]} | | |")
+        else:
+            lines.append(f"| {r['name']} | {_fmt(r[f'hr@{k}'])} | {_fmt(r[f'ndcg@{k}'])} | "
+                         f"{_fmt(r['train_seconds'], 1)} |")
+    return "\n".join(lines)
+
+
 def markdown_table(result: dict[str, Any], k: int = 10) -> str:
     """The benchmark as a markdown table, best NDCG first."""
+    if result.get("protocol", {}).get("name") == "sampled":
+        return _sampled_table(result, k)
     head = (f"| model | P@{k} | R@{k} | NDCG@{k} | MAP@{k} | RMSE | train s | recommend s |\n"
             "|---|---:|---:|---:|---:|---:|---:|---:|")
     rows = sorted(result["models"], key=lambda r: -(r.get(f"ndcg@{k}") or -1.0))

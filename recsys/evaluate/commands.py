@@ -16,6 +16,9 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--json", dest="json_out", help="write the results here")
     p.add_argument("--models", help="comma-separated families (default: every registered one)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
+    p.add_argument("--protocol", choices=("reference", "sampled"), default="reference",
+                   help="reference: per-user 75/25 split, full ranking (default); sampled: last "
+                   "interaction held out among 99 sampled negatives (NCF paper), for comparison only")
     p.set_defaults(func=_quality)
 
     m = bench_sub.add_parser("metrics", help="time the ranking metrics on random top-k lists")
@@ -59,7 +62,7 @@ def _quality(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     result = run_quality_bench(args.data, k=args.k, seed=args.seed, models=models,
-                               device=choose_device(args.device))
+                               device=choose_device(args.device), protocol=args.protocol)
     print(markdown_table(result, args.k))
     if args.json_out:
         write_json(result, args.json_out)

@@ -89,3 +89,30 @@ def test_delimited_file_with_header_is_imported(tmp_path):
     assert bench.data.ts.tolist() == [100, 101, 102]
     np.testing.assert_array_equal(bench.data.rating, [4, 3, 5])
     assert bench.folds == ()
+
+
+def test_sampled_protocol_holds_out_each_users_last_item(tmp_path, recsys_home, fake_families,
+                                                          capsys):
+    """NCF protocol: each user's last item ranked among 99 sampled negatives.
+
+    In the fake data a user's never-rated items all share one parity, so every negative an
+    item-mean model sees scores the same: the held-out item is first (a hit, NDCG 1) when it is an
+    odd item (mean 3), or when the negatives are even (mean 2, a tie is not "higher"); else last.
+    """
+    data = tmp_path / "ml"
+    data.mkdir()
+    rows = _write_ml100k(data)
+    out = tmp_path / "s.json"
+    assert main(["bench", "quality", "--data", str(data), "--k", "10", "--protocol", "sampled",
+                 "--json", str(out), "--models", "item_mean"]) == 0
+    result = json.loads(out.read_text())
+    [row] = result["models"]
+    expected = []
+    for u in range(1, N_USERS + 1):
+        last = max(i for uu, i, _, _ in rows if uu == u)  # timestamps rise with the item id
+        unrated = [i for i in range(1, N_ITEMS + 1) if (u + i) % 4 == 0]
+        expected.append(last % 2 == 1 or unrated[0] % 2 == 0)
+    assert row["hr@10"] == pytest.approx(np.mean(expected))
+    assert row["ndcg@10"] == pytest.approx(np.mean(expected))  # every hit ranks first
+    assert result["protocol"]["name"] == "sampled" and result["protocol"]["negatives"] == 99
+    assert "HR@10 (sampled)" in capsys.readouterr().out
