@@ -1,74 +1,247 @@
-"""Bayesian biased matrix factorization by Gibbs sampling (Salakhutdinov & Mnih 2008, as libFM's MCMC).
+"""Bayesian biased matrix factorization by Gibbs sampling (BPMF, Salakhutdinov & Mnih 2008).
 
-``r_ui ~ N(mu + b_u + c_i + p_u . q_i, 1 / alpha)``; per side, a zero-mean Gaussian prior on
-``[p, b]`` with one precision per dimension, Gamma(1, 1) hyperpriors on those precisions and on
-``alpha``. Each sweep samples every user vector given the items, then every item vector given
-the users, fully vectorized: per-row normal equations are summed with ``np.add.reduceat`` and
-solved as one batched Cholesky. Predictions average the kept samples, which is what removes the
+``r_ui ~ N(mu + b_u + c_i + p_u . q_i, 1 / alpha)``. Per side the augmented vectors
+``x_u = [p_u, b_u]`` (users) and ``y_i = [q_i, c_i]`` (items) have a Gaussian prior with a full
+precision matrix and a mean under a Normal-Wishart hyperprior; ``alpha`` has a Gamma(1, 1) one.
+With ``implicit`` the prior mean of a user also depends on *which* items the user rated (and an
+item's on which users rated it): ``x_u ~ N(mu_U + beta_U' f_u, Lambda_U^-1)`` with ``f_u`` the
+user's row of the binary rated matrix scaled by ``|N(u)|^-1/2``: SVD++'s implicit term, and its
+"flipped" item-side twin, sampled as Macau does (Simm et al. 2017) so that every conditional stays
+Gaussian. Only the training rows define ``f``.
+
+Every sweep is a handful of batched tensor operations: the per-row normal equations come from
+ratings padded into buckets of rows with similar counts (one ``bmm`` per bucket), and all rows are
+solved by one batched Cholesky. Predictions average the kept samples, which is what removes the
 need to tune regularization (the priors adapt to the data).
 """
 from __future__ import annotations
 
+import dataclasses
+import logging
+
 import numpy as np
+import scipy.sparse as sp
+import torch
+
+log = logging.getLogger(__name__)
+
+# Rows whose rating counts lie within this ratio share a padded bucket (waste < 1/3 of a bucket).
+_BUCKET_GROWTH = 1.5
+# The implicit link solves a dense min(n_rows, n_features)^2 eigenproblem once per side.
+IMPLICIT_MAX_DIM = 6000
 
 
-def _sample_side(rows: np.ndarray, cols: np.ndarray, target: np.ndarray, other: np.ndarray,
-                 n: int, lam: np.ndarray, alpha: float, rng: np.random.Generator) -> np.ndarray:
-    """Draw ``n`` vectors ``x`` from their conditional given ``target ~ x_row . [other_col, 1]``."""
-    order = np.argsort(rows, kind="stable")
-    rows, cols, target = rows[order], cols[order], target[order]
-    z = np.hstack([other, np.ones((len(other), 1))])[cols]
-    d = z.shape[1]
-    counts = np.bincount(rows, minlength=n)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    has = counts > 0
-    gram, rhs = np.zeros((n, d, d)), np.zeros((n, d))
-    if has.any():
-        gram[has] = np.add.reduceat(z[:, :, None] * z[:, None, :], starts[has], axis=0)
-        rhs[has] = np.add.reduceat(z * target[:, None], starts[has], axis=0)
-    precision = alpha * gram + np.diag(lam)[None]
-    chol = np.linalg.cholesky(precision)
-    mean = np.linalg.solve(precision, alpha * rhs[:, :, None])[:, :, 0]
-    # mean + L^-T eps has covariance precision^-1
-    noise = np.linalg.solve(np.swapaxes(chol, 1, 2), rng.standard_normal((n, d, 1)))[:, :, 0]
-    return mean + noise
+class _Buckets:
+    """One side's ratings grouped by row, padded into buckets of rows with similar counts."""
+
+    def __init__(self, rows: np.ndarray, n: int) -> None:
+        self.n = n
+        self.order = np.argsort(rows, kind="stable")  # rating positions, grouped by row
+        counts = np.bincount(rows, minlength=n)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        self.groups: list[tuple[torch.Tensor, torch.Tensor]] = []
+        ranked = np.argsort(counts, kind="stable")
+        ranked = ranked[counts[ranked] > 0]
+        lo = 0
+        while lo < len(ranked):
+            cap = max(int(counts[ranked[lo]] * _BUCKET_GROWTH), int(counts[ranked[lo]]) + 1)
+            hi = np.searchsorted(counts[ranked], cap, side="left")
+            members = ranked[lo:hi]
+            width = int(counts[members].max())
+            idx = starts[members][:, None] + np.arange(width)[None]
+            # Padding points at position len(rows): a zero row appended at use.
+            idx = np.where(np.arange(width)[None] < counts[members][:, None], idx, len(rows))
+            self.groups.append((torch.from_numpy(members), torch.from_numpy(idx)))
+            lo = hi
+
+    def normal_equations(self, z: torch.Tensor, target: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per row, ``sum z z'`` and ``sum z * target`` over its ratings (z: one row a rating)."""
+        d = z.shape[1]
+        zs = torch.cat([z[self.order], z.new_zeros(1, d)])
+        ts = torch.cat([target[self.order], target.new_zeros(1)])
+        gram, rhs = z.new_zeros(self.n, d, d), z.new_zeros(self.n, d)
+        for members, idx in self.groups:
+            zb = zs[idx]  # (rows, width, d)
+            zt = zb.transpose(1, 2)
+            gram[members] = torch.bmm(zt, zb)
+            rhs[members] = torch.bmm(zt, ts[idx].unsqueeze(-1)).squeeze(-1)
+        return gram, rhs
+
+
+class _Link:
+    """``beta`` of ``x ~ N(mu + F beta, Lambda^-1)``: solves ``(F'F + lam I) b`` in O(size^2 d).
+
+    One eigendecomposition of the smaller of ``F'F`` and ``FF'`` at construction; the dual
+    (Woodbury) form is used when there are fewer rows than features.
+    """
+
+    def __init__(self, features: sp.csr_matrix) -> None:
+        self.f = features.tocsr().astype(np.float64)
+        self.ft = self.f.T.tocsr()
+        self.dual = self.f.shape[0] < self.f.shape[1]
+        small = (self.f @ self.ft) if self.dual else (self.ft @ self.f)
+        s, v = np.linalg.eigh(small.toarray())
+        self.s, self.v = np.clip(s, 0, None), v
+
+    def solve(self, b: np.ndarray, lam: float) -> np.ndarray:
+        """``(F'F + lam I)^-1 b`` for ``b`` of shape (n_features, d)."""
+        if not self.dual:
+            return self.v @ ((self.v.T @ b) / (self.s + lam)[:, None])
+        inner = self.v @ ((self.v.T @ (self.f @ b)) / (self.s + lam)[:, None])
+        return (b - self.ft @ inner) / lam
+
+    def sample(self, centred: np.ndarray, chol_cov: np.ndarray, lam: float,
+               rng: np.random.Generator) -> np.ndarray:
+        """A draw of ``beta`` given ``centred = x - mu`` (n_rows, d) and ``cov = Lambda^-1``."""
+        n, m = self.f.shape
+        d = centred.shape[1]
+        # F'(x - mu + e1) + sqrt(lam) e2 with e ~ N(0, cov) has covariance (F'F + lam I) x cov.
+        e1 = rng.standard_normal((n, d)) @ chol_cov.T
+        e2 = rng.standard_normal((m, d)) @ chol_cov.T
+        return self.solve(self.ft @ (centred + e1) + np.sqrt(lam) * e2, lam)
+
+    def mean(self, beta: np.ndarray) -> np.ndarray:
+        return self.f @ beta
+
+
+def _implicit_features(rows: np.ndarray, cols: np.ndarray, n: int, m: int) -> sp.csr_matrix:
+    """Binary ``rows x cols`` matrix of who rated what, each row scaled by ``count^-1/2``."""
+    f = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, m))
+    f.data[:] = 1.0  # duplicates count once
+    counts = np.diff(f.indptr)
+    return sp.diags(1.0 / np.sqrt(np.maximum(counts, 1))) @ f
+
+
+def _wishart(scale: np.ndarray, dof: float, rng: np.random.Generator) -> np.ndarray:
+    """A draw from Wishart(scale, dof) by the Bartlett decomposition."""
+    d = len(scale)
+    chol = np.linalg.cholesky(scale)
+    a = np.tril(rng.standard_normal((d, d)), -1)
+    a[np.diag_indices(d)] = np.sqrt(rng.chisquare(dof - np.arange(d)))
+    la = chol @ a
+    return la @ la.T
+
+
+@dataclasses.dataclass
+class _Prior:
+    """One side's hyperparameters: mean, precision, and the implicit link (if any)."""
+
+    mu: np.ndarray
+    lam: np.ndarray
+    link: _Link | None = None
+    beta: np.ndarray | None = None
+    lam_beta: float = 1.0
+
+    def row_means(self, n: int) -> np.ndarray:
+        base = np.broadcast_to(self.mu, (n, len(self.mu)))
+        return base + self.link.mean(self.beta) if self.link is not None else base
+
+    def resample(self, x: np.ndarray, rng: np.random.Generator) -> None:
+        """Gibbs step for (mu, Lambda), then beta and its precision scale, given the vectors x."""
+        n, d = x.shape
+        resid = x - self.link.mean(self.beta) if self.link is not None else x
+        mean = resid.mean(0)
+        centred = resid - mean
+        # Normal-Wishart(mu0 = 0, b0 = 2, W0 = I, nu0 = d) posterior, as in BPMF.
+        b0, nu = 2.0, d + n
+        w_inv = np.eye(d) + centred.T @ centred + (b0 * n / (b0 + n)) * np.outer(mean, mean)
+        if self.link is not None:  # beta's rows ~ N(0, (lam_beta Lambda)^-1) share Lambda
+            w_inv += self.lam_beta * self.beta.T @ self.beta
+            nu += self.beta.shape[0]
+        self.lam = _wishart(np.linalg.inv(_sym(w_inv)), nu, rng)
+        cov_mu = np.linalg.inv(_sym((b0 + n) * self.lam))
+        self.mu = rng.multivariate_normal(n * mean / (b0 + n), _sym(cov_mu))
+        if self.link is None:
+            return
+        chol_cov = np.linalg.cholesky(_sym(np.linalg.inv(self.lam)))
+        self.beta = self.link.sample(x - self.mu, chol_cov, self.lam_beta, rng)
+        m = self.beta.shape[0]
+        quad = float(np.einsum("ij,jk,ik->", self.beta, self.lam, self.beta))
+        self.lam_beta = rng.gamma(1.0 + m * d / 2, 1.0 / (1.0 + quad / 2))
+
+
+def _sym(a: np.ndarray) -> np.ndarray:
+    return (a + a.T) / 2
+
+
+def _draw_rows(gram: torch.Tensor, rhs: torch.Tensor, prior: _Prior, alpha: float,
+               rng: np.random.Generator) -> np.ndarray:
+    """Every row's vector from its Gaussian conditional, by one batched Cholesky."""
+    n, d = rhs.shape
+    lam = torch.from_numpy(prior.lam)
+    precision = alpha * gram + lam
+    b = alpha * rhs + torch.from_numpy(np.ascontiguousarray(prior.row_means(n))) @ lam
+    chol = torch.linalg.cholesky(precision)
+    mean = torch.cholesky_solve(b.unsqueeze(-1), chol)
+    eps = torch.from_numpy(rng.standard_normal((n, d, 1)))
+    # L^-T eps has covariance precision^-1
+    noise = torch.linalg.solve_triangular(chol.transpose(1, 2), eps, upper=True)
+    return (mean + noise).squeeze(-1).numpy()
+
+
+def _with_ones(v: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.hstack([v, np.ones((len(v), 1))]))
+
+
+def _link(rows, cols, n, m, implicit: bool) -> _Link | None:
+    if not implicit:
+        return None
+    if min(n, m) > IMPLICIT_MAX_DIM:
+        log.warning("implicit term skipped: min(%d, %d) > %d rows/features", n, m,
+                    IMPLICIT_MAX_DIM)
+        return None
+    return _Link(_implicit_features(rows, cols, n, m))
 
 
 def gibbs_biased_mf(user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray,
                     n_users: int, n_items: int, factors: int, sweeps: int, burn_in: int,
-                    keep: int, seed: int) -> dict[str, np.ndarray]:
+                    keep: int, seed: int, implicit: bool = False) -> dict[str, np.ndarray]:
     """Run the sampler; returns ``mu``, mean biases and the kept factor samples.
 
     ``P``: (kept, n_users, factors), ``Q``: (kept, n_items, factors); the posterior-mean
     prediction is ``mu + bu + ci + mean_s(P[s] . Q[s])``.
     """
     rng = np.random.default_rng(seed)
-    r = rating.astype(np.float64)
+    r = torch.from_numpy(rating.astype(np.float64))
+    u_t, i_t = torch.from_numpy(user_idx), torch.from_numpy(item_idx)
     mu = float(r.mean())
-    p = rng.normal(0, 0.1, (n_users, factors))
-    q = rng.normal(0, 0.1, (n_items, factors))
-    bu, ci = np.zeros(n_users), np.zeros(n_items)
-    lam_u, lam_i, alpha = np.ones(factors + 1), np.ones(factors + 1), 2.0
+    d = factors + 1
+    by_user, by_item = _Buckets(user_idx, n_users), _Buckets(item_idx, n_items)
+    users = _Prior(np.zeros(d), np.eye(d), _link(user_idx, item_idx, n_users, n_items, implicit))
+    items = _Prior(np.zeros(d), np.eye(d), _link(item_idx, user_idx, n_items, n_users, implicit))
+    for side, m in ((users, n_items), (items, n_users)):
+        if side.link is not None:
+            side.beta = np.zeros((m, d))
+    x = np.hstack([rng.normal(0, 0.1, (n_users, factors)), np.zeros((n_users, 1))])
+    y = np.hstack([rng.normal(0, 0.1, (n_items, factors)), np.zeros((n_items, 1))])
+    alpha = 2.0
     stride = max(1, -(-(sweeps - burn_in) // keep))
     kept_p, kept_q, sum_bu, sum_ci, n_avg = [], [], np.zeros(n_users), np.zeros(n_items), 0
     for sweep in range(sweeps):
-        x = _sample_side(user_idx, item_idx, r - mu - ci[item_idx], q, n_users, lam_u, alpha, rng)
-        p, bu = x[:, :factors], x[:, factors]
-        y = _sample_side(item_idx, user_idx, r - mu - bu[user_idx], p, n_items, lam_i, alpha, rng)
-        q, ci = y[:, :factors], y[:, factors]
-        lam_u = rng.gamma(1.0 + n_users / 2, 1.0 / (1.0 + 0.5 * (x ** 2).sum(0)))
-        lam_i = rng.gamma(1.0 + n_items / 2, 1.0 / (1.0 + 0.5 * (y ** 2).sum(0)))
-        res = r - (mu + bu[user_idx] + ci[item_idx] + (p[user_idx] * q[item_idx]).sum(1))
-        alpha = rng.gamma(1.0 + len(r) / 2, 1.0 / (1.0 + 0.5 * (res ** 2).sum()))
+        users.resample(x, rng)
+        yt = torch.from_numpy(y)
+        gram, rhs = by_user.normal_equations(_with_ones(y[:, :factors])[i_t],
+                                             r - mu - yt[i_t, factors])
+        x = _draw_rows(gram, rhs, users, alpha, rng)
+        items.resample(y, rng)
+        xt = torch.from_numpy(x)
+        gram, rhs = by_item.normal_equations(_with_ones(x[:, :factors])[u_t],
+                                             r - mu - xt[u_t, factors])
+        y = _draw_rows(gram, rhs, items, alpha, rng)
+        yt = torch.from_numpy(y)
+        pred = mu + (xt[u_t] * torch.cat([yt[:, :factors], torch.ones(n_items, 1)], 1)[i_t]).sum(1)
+        sse = float(((r - pred - yt[i_t, factors]) ** 2).sum())
+        alpha = rng.gamma(1.0 + len(r) / 2, 1.0 / (1.0 + 0.5 * sse))
         if sweep >= burn_in:
-            sum_bu += bu
-            sum_ci += ci
+            sum_bu += x[:, factors]
+            sum_ci += y[:, factors]
             n_avg += 1
             if (sweep - burn_in) % stride == 0:
-                kept_p.append(p.copy())
-                kept_q.append(q.copy())
-    n_avg = max(n_avg, 1)
+                kept_p.append(x[:, :factors].copy())
+                kept_q.append(y[:, :factors].copy())
     if not kept_p:  # sweeps <= burn_in: the last sample stands in for the posterior
-        kept_p, kept_q, sum_bu, sum_ci = [p], [q], bu, ci
+        kept_p, kept_q, sum_bu, sum_ci, n_avg = [x[:, :factors]], [y[:, :factors]], \
+            x[:, factors], y[:, factors], 1
     return {"mu": np.float64(mu), "bu": sum_bu / n_avg, "ci": sum_ci / n_avg,
             "P": np.stack(kept_p).astype(np.float32), "Q": np.stack(kept_q).astype(np.float32)}

@@ -31,6 +31,8 @@ class ExplicitMFConfig(BaseModel):
     sweeps: int = Field(150, ge=1)
     burn_in: int = Field(20, ge=0)
     keep: int = Field(32, ge=1)
+    # gibbs: SVD++-style implicit term (which items a user rated, which users rated an item).
+    implicit: bool = False
     # sgd only from here on
     epochs: int = Field(40, ge=1)
     batch_size: int = Field(1024, ge=1)
@@ -127,7 +129,8 @@ class ExplicitMF(Recommender):
         u, i, r = _rated(train)
         t0 = time.perf_counter()
         self.posterior = gibbs_biased_mf(u, i, r, train.n_users, train.n_items, cfg.factors,
-                                         cfg.sweeps, cfg.burn_in, cfg.keep, options.seed)
+                                         cfg.sweeps, cfg.burn_in, cfg.keep, options.seed,
+                                         implicit=cfg.implicit)
         seconds = time.perf_counter() - t0
         metrics = {"sweeps": float(cfg.sweeps), "samples": float(len(r) * cfg.sweeps),
                    "epoch_seconds": seconds, "samples_per_second": len(r) * cfg.sweeps / seconds}

@@ -1,12 +1,16 @@
-"""The real Airflow: api-server + scheduler + dag-processor; trigger recsys_nightly over REST.
+"""The real Airflow: api-server + scheduler + dag-processor; a backfill and a REST re-run.
 
 Starts the three services on free ports against a temporary RECSYS_HOME (SQLite metadata DB),
-logs in through SimpleAuthManager's ``/auth/token``, unpauses the DAG, triggers a run with a conf
-through ``/api/v2``, waits for success and checks the published partition. Every process is
-started in its own session and killed by process group at the end.
+logs in through SimpleAuthManager's ``/auth/token``, unpauses the DAG, backfills three dates
+through ``/api/v2/backfills``, then re-runs the middle one by triggering a run with a conf. It
+checks the three published partitions, that the re-run changed nothing outside its own date, the
+scheduled run for a day without logs (it fails, and the failure callback records why), and the
+asset-triggered consumer. Every process is started in its own session and killed by process group
+at the end.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -27,8 +31,10 @@ STARTUP_S = 300
 pytestmark = [pytest.mark.slow, pytest.mark.airflow_server, pytest.mark.timeout(RUN_S + 3 * STARTUP_S)]
 
 REPO = Path(__file__).resolve().parents[2]
-DS = "2024-03-03"
+DATES = ("2024-03-01", "2024-03-02", "2024-03-03")
+RERUN = DATES[1]
 TOP_N = 3
+CONF = {"models": ["mf_bpr"], "top_n": TOP_N, "epochs": 2}
 SERVICES = ("api-server", "scheduler", "dag-processor")
 
 
@@ -92,11 +98,10 @@ def airflow(tmp_path):
     home, port = tmp_path / "var", _free_port_pair()
     env = airflow_env(home, REPO, port=port)
     env.update({
-        # Only the run this test triggers: no scheduled run queued ahead of it on unpause. (Not
-        # [scheduler] use_job_schedule=False: that also stops asset-triggered runs.)
-        "RECSYS_NIGHTLY_SCHEDULE": "none",
+        # Backfills need the cron schedule, so unpausing also queues the latest scheduled run: a
+        # day with no logs, whose sensor gives up after this long (the run then fails).
+        "RECSYS_SENSOR_TIMEOUT_S": "90",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "RECSYS_SENSOR_TIMEOUT_S": "300",
     })
     ensure_db(env)
     password = admin_password(env)
@@ -132,12 +137,54 @@ def _task_report(api: Api, run_id: str) -> str:
                      for t in tis.get("task_instances", []))
 
 
-def test_trigger_recsys_nightly_over_rest(airflow):
+def _runs(api: Api, dag_id: str = "recsys_nightly") -> list[dict]:
+    status, body = api.call("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100")
+    assert status == 200, body
+    return body["dag_runs"]
+
+
+def _wait_runs_finished(api: Api, run_ids: list[str], home: Path) -> None:
+    """Wait until every run finished; fail with the task states of the first unsuccessful one."""
+    def finished():
+        states = {r["dag_run_id"]: r["state"] for r in _runs(api)}
+        done = all(states.get(i) in ("success", "failed") for i in run_ids)
+        return states if done else None
+
+    try:
+        states = _wait(f"runs {run_ids}", finished, RUN_S, every=5)
+    except TimeoutError as exc:
+        pytest.fail(f"{exc}; tasks: " + "; ".join(_task_report(api, i) for i in run_ids))
+    for run_id in run_ids:
+        assert states[run_id] == "success", (
+            f"{run_id}: {_task_report(api, run_id)}; logs under {home / 'airflow' / 'logs'}")
+
+
+def _snapshot(warehouse: Path, skip_ds: str) -> dict[str, str]:
+    """sha256 of every file in the warehouse outside the ``ds=<skip_ds>`` partitions."""
+    return {str(p.relative_to(warehouse)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(warehouse.rglob("*"))
+            if p.is_file() and f"ds={skip_ds}" not in p.parts}
+
+
+def _published(home: Path, ds: str):
+    import pandas as pd
+
+    part = home / "warehouse" / "recommendations" / f"ds={ds}"
+    assert (part / "_SUCCESS").exists(), f"{part} is not published"
+    table = pd.concat(pd.read_parquet(f) for f in sorted(part.glob("*.parquet")))
+    per_user = table.groupby("user_id")["rank"].apply(sorted)
+    assert len(per_user) > 0
+    assert all(r == list(range(1, TOP_N + 1)) for r in per_user)
+    assert set(table["mlflow_run_id"]) and "mf_bpr" in table["model_name"].iloc[0]
+    return table
+
+
+def test_backfill_three_dates_then_rerun_one_over_rest(airflow):
     api, env, home = airflow
     from recsys.data.generator import generate_landing
 
-    # Tiny data: two days so the training set has history; the run processes the second.
-    generate_landing(home / "landing", "2024-03-02", 2, seed=7, n_users=60, n_items=40,
+    # Tiny data: a day of history before the three backfilled dates.
+    generate_landing(home / "landing", "2024-02-29", 4, seed=7, n_users=60, n_items=40,
                      events_per_day=800)
 
     _wait("recsys_nightly to be parsed",
@@ -146,38 +193,54 @@ def test_trigger_recsys_nightly_over_rest(airflow):
         status, body = api.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
         assert status == 200, body
 
-    conf = {"ds": DS, "models": ["mf_bpr"], "top_n": TOP_N, "epochs": 2}
+    # The backfill: one run per cron tick in the range, one at a time (the gate sees days in order).
+    backfill = {"dag_id": "recsys_nightly", "from_date": f"{DATES[0]}T00:00:00Z",
+                "to_date": f"{DATES[-1]}T23:59:59Z", "dag_run_conf": CONF, "max_active_runs": 1}
+    status, plan = api.call("POST", "/api/v2/backfills/dry_run", backfill)
+    assert status == 200, plan
+    assert [b["logical_date"][:10] for b in plan["backfills"]] == list(DATES)
+    status, created = api.call("POST", "/api/v2/backfills", backfill)
+    assert status == 200, created
+
+    def backfill_runs():
+        runs = [r for r in _runs(api) if r["run_type"] == "backfill"]
+        return runs if len(runs) == len(DATES) else None
+
+    runs = _wait("the backfill's runs", backfill_runs, STARTUP_S)
+    _wait_runs_finished(api, [r["dag_run_id"] for r in runs], home)
+    tables = {ds: _published(home, ds) for ds in DATES}
+    parts = sorted(p.name for p in (home / "warehouse" / "recommendations").glob("ds=*"))
+    assert parts == [f"ds={ds}" for ds in DATES]
+
+    # Unpausing queued the latest scheduled run: its day has no logs, so the sensor times out,
+    # the run fails, the failure callback records why, and the published table is left alone.
+    scheduled = [r["dag_run_id"] for r in _runs(api) if r["run_type"] == "scheduled"]
+    assert scheduled, "unpausing a cron DAG should have queued its latest interval"
+    _wait("the scheduled run to fail",
+          lambda: {r["dag_run_id"]: r["state"] for r in _runs(api)}.get(scheduled[0]) == "failed",
+          RUN_S, every=5)
+    records = [json.loads(p.read_text()) for p in (home / "airflow" / "failures").glob("*.json")]
+    assert any(r["run_id"] == scheduled[0] and r["task_id"] == "wait_raw_logs" for r in records)
+
+    # Re-run the middle date from outside, with a conf, as the UI form would.
+    before = _snapshot(home / "warehouse", RERUN)
     status, run = api.call("POST", "/api/v2/dags/recsys_nightly/dagRuns",
-                           {"logical_date": None, "conf": conf, "note": "e2e test"})
+                           {"logical_date": None, "conf": {**CONF, "ds": RERUN}, "note": "e2e re-run"})
     assert status == 200, run
-    run_id = run["dag_run_id"]
+    _wait_runs_finished(api, [run["dag_run_id"]], home)
+    rerun = _published(home, RERUN)
+    assert len(rerun) == len(tables[RERUN])
+    # Nothing outside the re-run date changed: not the other partitions, not any other step's output.
+    assert _snapshot(home / "warehouse", RERUN) == before
+    assert sorted(p.name for p in (home / "warehouse" / "recommendations").glob("ds=*")) == parts
 
-    def finished():
-        _, r = api.call("GET", f"/api/v2/dags/recsys_nightly/dagRuns/{run_id}")
-        return r.get("state") if r.get("state") in ("success", "failed") else None
-
-    try:
-        state = _wait(f"run {run_id}", finished, RUN_S, every=5)
-    except TimeoutError as exc:
-        pytest.fail(f"{exc}; tasks: {_task_report(api, run_id)}")
-    assert state == "success", f"{_task_report(api, run_id)}; logs under {home / 'airflow' / 'logs'}"
-
-    part = home / "warehouse" / "recommendations" / f"ds={DS}"
-    assert (part / "_SUCCESS").exists()
-    import pandas as pd
-
-    table = pd.concat(pd.read_parquet(f) for f in sorted(part.glob("*.parquet")))
-    per_user = table.groupby("user_id")["rank"].apply(sorted)
-    assert len(per_user) > 0
-    assert all(r == list(range(1, TOP_N + 1)) for r in per_user)
-    assert set(table["mlflow_run_id"]) and "mf_bpr" in table["model_name"].iloc[0]
-
-    # Publishing updated the asset, which schedules recsys_consumer: it exports the new partition.
+    # Publishing updated the asset, which schedules recsys_consumer: it exports the newest partition.
     def consumer_done():
-        _, runs = api.call("GET", "/api/v2/dags/recsys_consumer/dagRuns")
-        states = [r["state"] for r in runs.get("dag_runs", [])]
-        return states[0] if states and states[0] in ("success", "failed") else None
+        runs = _runs(api, "recsys_consumer")
+        states = [r["state"] for r in runs]
+        return states if states and all(s in ("success", "failed") for s in states) else None
 
-    assert _wait("recsys_consumer", consumer_done, STARTUP_S, every=5) == "success"
+    states = _wait("recsys_consumer", consumer_done, STARTUP_S, every=5)
+    assert "success" in states and "failed" not in states
     csv = (home / "exports" / "recommendations_latest.csv").read_text().splitlines()
-    assert len(csv) == 1 + len(table)
+    assert len(csv) == 1 + len(tables[DATES[-1]])
