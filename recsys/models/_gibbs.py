@@ -9,9 +9,8 @@ user's row of the binary rated matrix scaled by ``|N(u)|^-1/2``: SVD++'s implici
 "flipped" item-side twin, sampled as Macau does (Simm et al. 2017) so that every conditional stays
 Gaussian. Only the training rows define ``f``.
 
-Every sweep is a handful of batched tensor operations: the per-row normal equations come from
-ratings padded into buckets of rows with similar counts (one ``bmm`` per bucket), and all rows are
-solved by one batched Cholesky. Predictions average the kept samples, which is what removes the
+Every sweep is a handful of vectorized operations: the per-row normal equations are two sparse x
+dense products, and all rows are solved by one batched Cholesky (torch.linalg). Predictions average the kept samples, which is what removes the
 need to tune regularization (the priors adapt to the data).
 """
 from __future__ import annotations
@@ -25,47 +24,34 @@ import torch
 
 log = logging.getLogger(__name__)
 
-# Rows whose rating counts lie within this ratio share a padded bucket (waste < 1/3 of a bucket).
-_BUCKET_GROWTH = 1.5
 # The implicit link solves a dense min(n_rows, n_features)^2 eigenproblem once per side.
 IMPLICIT_MAX_DIM = 6000
 
 
-class _Buckets:
-    """One side's ratings grouped by row, padded into buckets of rows with similar counts."""
+class _Rows:
+    """One side's ratings as a sparse ``rows x other`` matrix, for the per-row normal equations.
 
-    def __init__(self, rows: np.ndarray, n: int) -> None:
-        self.n = n
-        self.order = np.argsort(rows, kind="stable")  # rating positions, grouped by row
-        counts = np.bincount(rows, minlength=n)
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        self.groups: list[tuple[torch.Tensor, torch.Tensor]] = []
-        ranked = np.argsort(counts, kind="stable")
-        ranked = ranked[counts[ranked] > 0]
-        lo = 0
-        while lo < len(ranked):
-            cap = max(int(counts[ranked[lo]] * _BUCKET_GROWTH), int(counts[ranked[lo]]) + 1)
-            hi = np.searchsorted(counts[ranked], cap, side="left")
-            members = ranked[lo:hi]
-            width = int(counts[members].max())
-            idx = starts[members][:, None] + np.arange(width)[None]
-            # Padding points at position len(rows): a zero row appended at use.
-            idx = np.where(np.arange(width)[None] < counts[members][:, None], idx, len(rows))
-            self.groups.append((torch.from_numpy(members), torch.from_numpy(idx)))
-            lo = hi
+    ``gram_u = sum_i z_i z_i'`` over the row's ratings is one sparse x dense product with the
+    other side's flattened outer products; ``rhs_u = sum_i z_i t_ui`` one more with the targets
+    as the sparse values. No per-rating d x d array is ever built.
+    """
 
-    def normal_equations(self, z: torch.Tensor, target: torch.Tensor
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per row, ``sum z z'`` and ``sum z * target`` over its ratings (z: one row a rating)."""
+    def __init__(self, rows: np.ndarray, cols: np.ndarray, n: int, n_other: int) -> None:
+        self.order = np.argsort(rows, kind="stable")
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
+        # Built from its parts so that duplicate (row, col) pairs stay separate ratings.
+        self.matrix = sp.csr_matrix((np.ones(len(rows)), cols[self.order], indptr),
+                                    shape=(n, n_other))
+
+    def normal_equations(self, z: np.ndarray, target: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """``(gram, rhs)`` per row; ``z``: the other side's rows, ``target``: one per rating."""
         d = z.shape[1]
-        zs = torch.cat([z[self.order], z.new_zeros(1, d)])
-        ts = torch.cat([target[self.order], target.new_zeros(1)])
-        gram, rhs = z.new_zeros(self.n, d, d), z.new_zeros(self.n, d)
-        for members, idx in self.groups:
-            zb = zs[idx]  # (rows, width, d)
-            zt = zb.transpose(1, 2)
-            gram[members] = torch.bmm(zt, zb)
-            rhs[members] = torch.bmm(zt, ts[idx].unsqueeze(-1)).squeeze(-1)
+        outer = (z[:, :, None] * z[:, None, :]).reshape(len(z), d * d)
+        gram = (self.matrix @ outer).reshape(-1, d, d)
+        self.matrix.data = target[self.order]
+        rhs = self.matrix @ z
+        self.matrix.data = np.ones(len(self.order))
         return gram, rhs
 
 
@@ -165,13 +151,12 @@ def _sym(a: np.ndarray) -> np.ndarray:
     return (a + a.T) / 2
 
 
-def _draw_rows(gram: torch.Tensor, rhs: torch.Tensor, prior: _Prior, alpha: float,
+def _draw_rows(gram: np.ndarray, rhs: np.ndarray, prior: _Prior, alpha: float,
                rng: np.random.Generator) -> np.ndarray:
     """Every row's vector from its Gaussian conditional, by one batched Cholesky."""
     n, d = rhs.shape
-    lam = torch.from_numpy(prior.lam)
-    precision = alpha * gram + lam
-    b = alpha * rhs + torch.from_numpy(np.ascontiguousarray(prior.row_means(n))) @ lam
+    precision = torch.from_numpy(alpha * gram + prior.lam)
+    b = torch.from_numpy(alpha * rhs + prior.row_means(n) @ prior.lam)
     chol = torch.linalg.cholesky(precision)
     mean = torch.cholesky_solve(b.unsqueeze(-1), chol)
     eps = torch.from_numpy(rng.standard_normal((n, d, 1)))
@@ -180,8 +165,9 @@ def _draw_rows(gram: torch.Tensor, rhs: torch.Tensor, prior: _Prior, alpha: floa
     return (mean + noise).squeeze(-1).numpy()
 
 
-def _with_ones(v: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.hstack([v, np.ones((len(v), 1))]))
+def _with_ones(v: np.ndarray, factors: int) -> np.ndarray:
+    """``[factors of v, 1]``: the regressors the other side's vectors see."""
+    return np.hstack([v[:, :factors], np.ones((len(v), 1))])
 
 
 def _link(rows, cols, n, m, implicit: bool) -> _Link | None:
@@ -203,11 +189,11 @@ def gibbs_biased_mf(user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarr
     prediction is ``mu + bu + ci + mean_s(P[s] . Q[s])``.
     """
     rng = np.random.default_rng(seed)
-    r = torch.from_numpy(rating.astype(np.float64))
-    u_t, i_t = torch.from_numpy(user_idx), torch.from_numpy(item_idx)
+    r = rating.astype(np.float64)
     mu = float(r.mean())
     d = factors + 1
-    by_user, by_item = _Buckets(user_idx, n_users), _Buckets(item_idx, n_items)
+    by_user = _Rows(user_idx, item_idx, n_users, n_items)
+    by_item = _Rows(item_idx, user_idx, n_items, n_users)
     users = _Prior(np.zeros(d), np.eye(d), _link(user_idx, item_idx, n_users, n_items, implicit))
     items = _Prior(np.zeros(d), np.eye(d), _link(item_idx, user_idx, n_items, n_users, implicit))
     for side, m in ((users, n_items), (items, n_users)):
@@ -219,19 +205,15 @@ def gibbs_biased_mf(user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarr
     stride = max(1, -(-(sweeps - burn_in) // keep))
     kept_p, kept_q, sum_bu, sum_ci, n_avg = [], [], np.zeros(n_users), np.zeros(n_items), 0
     for sweep in range(sweeps):
+        # x = [p, b_u] fits r - mu - c_i against [q_i, 1]; y = [q, c_i] likewise.
         users.resample(x, rng)
-        yt = torch.from_numpy(y)
-        gram, rhs = by_user.normal_equations(_with_ones(y[:, :factors])[i_t],
-                                             r - mu - yt[i_t, factors])
+        gram, rhs = by_user.normal_equations(_with_ones(y, factors), r - mu - y[item_idx, factors])
         x = _draw_rows(gram, rhs, users, alpha, rng)
         items.resample(y, rng)
-        xt = torch.from_numpy(x)
-        gram, rhs = by_item.normal_equations(_with_ones(x[:, :factors])[u_t],
-                                             r - mu - xt[u_t, factors])
+        gram, rhs = by_item.normal_equations(_with_ones(x, factors), r - mu - x[user_idx, factors])
         y = _draw_rows(gram, rhs, items, alpha, rng)
-        yt = torch.from_numpy(y)
-        pred = mu + (xt[u_t] * torch.cat([yt[:, :factors], torch.ones(n_items, 1)], 1)[i_t]).sum(1)
-        sse = float(((r - pred - yt[i_t, factors]) ** 2).sum())
+        pred = mu + np.einsum("ij,ij->i", x[user_idx], _with_ones(y, factors)[item_idx])
+        sse = float(((r - pred - y[item_idx, factors]) ** 2).sum())
         alpha = rng.gamma(1.0 + len(r) / 2, 1.0 / (1.0 + 0.5 * sse))
         if sweep >= burn_in:
             sum_bu += x[:, factors]
