@@ -4,8 +4,8 @@ Starts the three services on free ports against a temporary RECSYS_HOME (SQLite 
 logs in through SimpleAuthManager's ``/auth/token``, unpauses the DAG, backfills three dates
 through ``/api/v2/backfills``, then re-runs the middle one by triggering a run with a conf. It
 checks the three published partitions, that the re-run changed nothing outside its own date, the
-scheduled run for a day without logs (it fails, and the failure callback records why), and the
-asset-triggered consumer. Every process is started in its own session and killed by process group
+deadline alert (set to one minute here, so every run misses it), the scheduled run for a day
+without logs (it fails, and the failure callback records why), and the asset-triggered consumer. Every process is started in its own session and killed by process group
 at the end.
 """
 from __future__ import annotations
@@ -24,11 +24,12 @@ from pathlib import Path
 
 import pytest
 
-# On an idle 2-core machine the run takes a few minutes (two spark-submit JVMs dominate); on a
-# shared, loaded one it has taken 12. RECSYS_E2E_RUN_TIMEOUT_S raises the wait for the run.
+# On an idle 2-core machine a run takes a few minutes (two spark-submit JVMs dominate); on a
+# shared, loaded one it has taken 12. RECSYS_E2E_RUN_TIMEOUT_S raises the wait per run.
 RUN_S = int(os.environ.get("RECSYS_E2E_RUN_TIMEOUT_S", 1200))
 STARTUP_S = 300
-pytestmark = [pytest.mark.slow, pytest.mark.airflow_server, pytest.mark.timeout(RUN_S + 3 * STARTUP_S)]
+pytestmark = [pytest.mark.slow, pytest.mark.airflow_server,
+              pytest.mark.timeout(4 * RUN_S + 4 * STARTUP_S)]
 
 REPO = Path(__file__).resolve().parents[2]
 DATES = ("2024-03-01", "2024-03-02", "2024-03-03")
@@ -101,6 +102,8 @@ def airflow(tmp_path):
         # Backfills need the cron schedule, so unpausing also queues the latest scheduled run: a
         # day with no logs, whose sensor gives up after this long (the run then fails).
         "RECSYS_SENSOR_TIMEOUT_S": "90",
+        # Every run here takes longer than a minute: each one misses this deadline, live.
+        "RECSYS_DEADLINE_MINUTES": "1",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
     })
     ensure_db(env)
@@ -151,7 +154,7 @@ def _wait_runs_finished(api: Api, run_ids: list[str], home: Path) -> None:
         return states if done else None
 
     try:
-        states = _wait(f"runs {run_ids}", finished, RUN_S, every=5)
+        states = _wait(f"runs {run_ids}", finished, RUN_S * len(run_ids), every=5)
     except TimeoutError as exc:
         pytest.fail(f"{exc}; tasks: " + "; ".join(_task_report(api, i) for i in run_ids))
     for run_id in run_ids:
@@ -211,6 +214,15 @@ def test_backfill_three_dates_then_rerun_one_over_rest(airflow):
     tables = {ds: _published(home, ds) for ds in DATES}
     parts = sorted(p.name for p in (home / "warehouse" / "recommendations").glob("ds=*"))
     assert parts == [f"ds={ds}" for ds in DATES]
+
+    # The deadline alert fired for the runs that outlived RECSYS_DEADLINE_MINUTES (the scheduler
+    # hands the callback to the executor, so it may land a little after the run ends).
+    def deadline_records():
+        found = {json.loads(p.read_text())["run_id"]
+                 for p in (home / "airflow" / "deadlines").glob("*.json")}
+        return found & {r["dag_run_id"] for r in runs} or None
+
+    assert _wait("deadline records", deadline_records, STARTUP_S, every=5)
 
     # Unpausing queued the latest scheduled run: its day has no logs, so the sensor times out,
     # the run fails, the failure callback records why, and the published table is left alone.
