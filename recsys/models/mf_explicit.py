@@ -32,7 +32,7 @@ class ExplicitMFConfig(BaseModel):
     burn_in: int = Field(20, ge=0)
     keep: int = Field(32, ge=1)
     # gibbs: SVD++-style implicit term (which items a user rated, which users rated an item).
-    implicit: bool = False
+    implicit: bool = True
     # sgd only from here on
     epochs: int = Field(40, ge=1)
     batch_size: int = Field(1024, ge=1)
