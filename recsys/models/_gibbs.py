@@ -21,6 +21,7 @@ import logging
 import numpy as np
 import scipy.sparse as sp
 import torch
+from threadpoolctl import threadpool_limits
 
 log = logging.getLogger(__name__)
 
@@ -158,11 +159,10 @@ def _draw_rows(gram: np.ndarray, rhs: np.ndarray, prior: _Prior, alpha: float,
     precision = torch.from_numpy(alpha * gram + prior.lam)
     b = torch.from_numpy(alpha * rhs + prior.row_means(n) @ prior.lam)
     chol = torch.linalg.cholesky(precision)
-    mean = torch.cholesky_solve(b.unsqueeze(-1), chol)
     eps = torch.from_numpy(rng.standard_normal((n, d, 1)))
-    # L^-T eps has covariance precision^-1
-    noise = torch.linalg.solve_triangular(chol.transpose(1, 2), eps, upper=True)
-    return (mean + noise).squeeze(-1).numpy()
+    # mean + L^-T eps = L^-T (L^-1 b + eps); L^-T eps has covariance precision^-1.
+    half = torch.linalg.solve_triangular(chol, b.unsqueeze(-1), upper=False) + eps
+    return torch.linalg.solve_triangular(chol.mT, half, upper=True).squeeze(-1).numpy()
 
 
 def _with_ones(v: np.ndarray, factors: int) -> np.ndarray:
@@ -186,8 +186,16 @@ def gibbs_biased_mf(user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarr
     """Run the sampler; returns ``mu``, mean biases and the kept factor samples.
 
     ``P``: (kept, n_users, factors), ``Q``: (kept, n_items, factors); the posterior-mean
-    prediction is ``mu + bu + ci + mean_s(P[s] . Q[s])``.
+    prediction is ``mu + bu + ci + mean_s(P[s] . Q[s])``. BLAS runs single-threaded here: every
+    dense product is small, and multithreaded OpenBLAS was 3x slower on a shared 2-core machine.
     """
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _run(user_idx, item_idx, rating, n_users, n_items, factors, sweeps, burn_in,
+                    keep, seed, implicit)
+
+
+def _run(user_idx, item_idx, rating, n_users, n_items, factors, sweeps, burn_in, keep, seed,
+         implicit) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     r = rating.astype(np.float64)
     mu = float(r.mean())
