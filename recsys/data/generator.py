@@ -5,7 +5,8 @@ features carry signal); item popularity follows a power law and drifts day to da
 user activity is log-normal; each user prefers one cluster. New users and items appear every day
 (cold start). Each day's events are written in chunks, rotating JSON Lines / CSV / Parquet (text
 formats gzip-compressed in turn), with bad rows of every kind at ``bad_row_rate`` and resent
-duplicates at ``duplicate_rate``. Everything is vectorized numpy and streamed chunk by chunk, so
+duplicates at ``duplicate_rate``, and events from internal/test accounts (``internal_users``, the
+list the clean step quarantines as ``internal_user``) at ``internal_rate``. Everything is vectorized numpy and streamed chunk by chunk, so
 the size of a run is bounded by ``chunk_size``, not by the number of events.
 """
 from __future__ import annotations
@@ -154,8 +155,21 @@ def _events(rng, world: _World, day: int, day_start: int, n: int, first_id: int,
     })
 
 
-def _inject_bad(rng, df: pd.DataFrame, rate: float, day_start: int, fmt: str) -> tuple[pd.DataFrame, np.ndarray, dict]:
-    """Break ``rate`` of the rows, every kind in turn; returns (df, malformed-row mask, counts)."""
+def _inject_internal(rng, df: pd.DataFrame, internal_users: tuple[str, ...], rate: float) -> None:
+    """Hand ``rate`` of the rows (in place) to internal/test accounts: QA clicking through the site."""
+    if not internal_users or rate <= 0:
+        return
+    rows = np.flatnonzero(rng.random(len(df)) < rate)
+    who = np.asarray(internal_users, dtype=object)[rng.integers(0, len(internal_users), len(rows))]
+    df.iloc[rows, df.columns.get_loc("user_id")] = who
+
+
+def _inject_bad(rng, df: pd.DataFrame, rate: float, day_start: int, fmt: str
+                ) -> tuple[pd.DataFrame, np.ndarray, dict, np.ndarray]:
+    """Break ``rate`` of the rows, every kind in turn.
+
+    Returns (df, malformed-row mask, counts per kind, indices of the broken rows).
+    """
     n = len(df)
     bad = np.flatnonzero(rng.random(n) < rate)
     kinds = rng.integers(0, len(BAD_KINDS), len(bad))
@@ -184,7 +198,7 @@ def _inject_bad(rng, df: pd.DataFrame, rate: float, day_start: int, fmt: str) ->
         else:
             df.iloc[rows, col("event_type")] = "rating"
             df.iloc[rows, col("value")] = "11"
-    return df, malformed, counts
+    return df, malformed, counts, bad
 
 
 def _write_text(df: pd.DataFrame, malformed: np.ndarray, path: Path, fmt: str) -> None:
@@ -235,6 +249,8 @@ def generate_landing(
     new_items_per_day: int | None = None,
     n_clusters: int = 8,
     bot_events_per_day: int = 0,
+    internal_users: tuple[str, ...] = (),
+    internal_rate: float = 0.0,
     chunk_size: int = 500_000,
     formats: tuple[str, ...] = FORMATS,
 ) -> dict:
@@ -242,13 +258,22 @@ def generate_landing(
 
     Layout: ``interactions/ds=D/part-NNNNN.{jsonl,csv,parquet}[.gz]``, ``items/ds=D/items.jsonl``,
     ``users/ds=D/users.csv``. The same arguments always write the same bytes.
+
+    ``internal_users`` (pass ``clean.internal_users`` of the config) take ``internal_rate`` of
+    the events; they are drawn from a stream of their own, so every other byte is the same as
+    without them. ``report["internal_events"]`` counts the internal rows that break no earlier
+    rule: exactly the rows the clean step files under ``internal_user``.
     """
+    if internal_rate and not internal_users:
+        raise ValueError("internal_rate > 0 needs internal_users (e.g. clean.internal_users)")
     landing, start = Path(landing), parse_ds(start_ds)
     rng = np.random.default_rng(seed)
+    internal_rng = np.random.default_rng([seed, 1])
     new_u = max(1, n_users // 50) if new_users_per_day is None else new_users_per_day
     new_i = max(1, n_items // 100) if new_items_per_day is None else new_items_per_day
     world = _world(rng, n_users, n_items, days, new_u, new_i, n_clusters)
-    report = {"days": [], "bad_rows": {k: 0 for k in BAD_KINDS}, "duplicates": 0, "events": 0}
+    report = {"days": [], "bad_rows": {k: 0 for k in BAD_KINDS}, "duplicates": 0, "events": 0,
+              "internal_events": 0}
     for day in range(days):
         ds = (start + dt.timedelta(days=day)).isoformat()
         day_start = int(dt.datetime.combine(start + dt.timedelta(days=day), dt.time(),
@@ -264,9 +289,13 @@ def generate_landing(
             df = _events(rng, world, day, day_start, int(size), written,
                          bot_events_per_day if k == 0 else 0)
             written += int(size)
+            _inject_internal(internal_rng, df, tuple(internal_users), internal_rate)
             dups = df.iloc[np.flatnonzero(rng.random(len(df)) < duplicate_rate)]
             df = pd.concat([df, dups], ignore_index=True)
-            df, malformed, counts = _inject_bad(rng, df, bad_row_rate, day_start, fmt)
+            df, malformed, counts, broken = _inject_bad(rng, df, bad_row_rate, day_start, fmt)
+            internal = df["user_id"].isin(internal_users).to_numpy()
+            internal[broken] = False  # a broken row is filed under the rule it breaks first
+            report["internal_events"] += int(internal.sum())
             gz = fmt != "parquet" and (k // len(formats)) % 2 == 1
             path = out / f"part-{k:05d}.{fmt}{'.gz' if gz else ''}"
             _write_parquet(df, path) if fmt == "parquet" else _write_text(df, malformed, path, fmt)

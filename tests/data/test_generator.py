@@ -5,6 +5,7 @@ import hashlib
 import json
 
 import pandas as pd
+import pytest
 
 from recsys.data.generator import BAD_KINDS, generate_landing
 
@@ -52,3 +53,28 @@ def test_popularity_is_skewed_and_tastes_follow_clusters(tmp_path):
     counts = ev["item_id"].value_counts()
     # Power law: the top 10% of items take far more than 10% of the events.
     assert counts.head(len(counts) // 10).sum() / counts.sum() > 0.4
+
+
+def _events(root):
+    return pd.concat([pd.read_csv(p, dtype=str, keep_default_na=False)
+                      for p in sorted((root / "interactions").rglob("*.csv"))], ignore_index=True)
+
+
+def test_internal_users_take_their_rate_and_change_nothing_else(tmp_path):
+    base = dict(n_users=60, n_items=40, events_per_day=4000, bad_row_rate=0.0, formats=("csv",))
+    generate_landing(tmp_path / "plain", "2024-01-01", 1, seed=4, **base)
+    report = generate_landing(tmp_path / "qa", "2024-01-01", 1, seed=4, **base,
+                              internal_users=("qa-1", "qa-2"), internal_rate=0.05)
+    plain, qa = _events(tmp_path / "plain"), _events(tmp_path / "qa")
+    internal = qa["user_id"].isin(["qa-1", "qa-2"])
+    # Drawn from their own stream: only user_id changes, and only on the internal rows.
+    pd.testing.assert_frame_equal(qa.drop(columns="user_id"), plain.drop(columns="user_id"))
+    assert (qa["user_id"] == plain["user_id"]).to_numpy().tolist() == (~internal).tolist()
+    assert set(qa.loc[internal, "user_id"]) == {"qa-1", "qa-2"}
+    assert report["internal_events"] == internal.sum()
+    assert 0.03 < internal.mean() < 0.07
+
+
+def test_internal_rate_without_internal_users_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="internal_users"):
+        generate_landing(tmp_path, "2024-01-01", 1, internal_rate=0.1, **SMALL)
