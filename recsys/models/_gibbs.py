@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_limits
 log = logging.getLogger(__name__)
 
 # The implicit link solves a dense min(n_rows, n_features)^2 eigenproblem once per side.
-IMPLICIT_MAX_DIM = 6000
+IMPLICIT_MAX_DIM = 4000
 
 
 class _Rows:

@@ -77,3 +77,15 @@ def test_wishart_draws_average_to_dof_times_scale():
     scale = np.array([[2.0, 0.5], [0.5, 1.0]])
     mean = np.mean([_wishart(scale, 6.0, rng) for _ in range(4000)], axis=0)
     np.testing.assert_allclose(mean, 6.0 * scale, rtol=0.06)
+
+
+def test_implicit_term_is_skipped_with_a_warning_beyond_its_size_limit(monkeypatch, caplog):
+    import recsys.models._gibbs as gibbs
+
+    monkeypatch.setattr(gibbs, "IMPLICIT_MAX_DIM", 10)
+    r, u, i, seen, n_users, n_items = _low_rank()
+    with caplog.at_level("WARNING"):
+        post = gibbs_biased_mf(u[seen], i[seen], r[seen], n_users, n_items, factors=2, sweeps=3,
+                               burn_in=1, keep=2, seed=0, implicit=True)
+    assert "implicit term skipped" in caplog.text
+    assert np.isfinite(post["P"]).all()
