@@ -2,8 +2,9 @@
 
 ``user = id_u + mlp_u(user_features_u)`` and ``item = id_i + mlp_i(item_features_i)``, both
 L2-normalized; ``score = user . item / temperature``. Id embeddings are dropped at random during
-training (``id_dropout``) so that the feature path alone learns to place entities; entities with
-no training interactions keep a zero id embedding and are scored from their features (cold start).
+training (``id_dropout``), for positives and sampled negatives alike, so that the feature path
+alone learns to place entities; entities with no training interactions keep a zero id embedding
+and are scored from their features (cold start).
 """
 from __future__ import annotations
 
@@ -25,11 +26,11 @@ class TwoTowerConfig(BaseModel):
     dim: int = Field(64, ge=1)
     hidden: int = Field(128, ge=1)
     id_dropout: float = Field(0.3, ge=0, le=1)
-    temperature: float = Field(0.1, gt=0)
+    temperature: float = Field(0.2, gt=0)
     negatives: int = Field(512, ge=1)  # uniform item negatives shared by a batch
-    epochs: int = Field(30, ge=1)
+    epochs: int = Field(20, ge=1)
     batch_size: int = Field(1024, ge=1)
-    lr: float = Field(0.003, gt=0)
+    lr: float = Field(0.01, gt=0)
     weight_decay: float = Field(1e-6, ge=0)
     patience: int = Field(5, ge=1)
 
