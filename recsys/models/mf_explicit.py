@@ -30,9 +30,9 @@ class ExplicitMFConfig(BaseModel):
     solver: str = Field("gibbs", pattern="^(gibbs|sgd)$")
     factors: int = Field(10, ge=1)
     # gibbs: sweeps in all, the first burn_in discarded, at most keep factor samples stored.
-    sweeps: int = Field(150, ge=1)
+    sweeps: int = Field(250, ge=1)
     burn_in: int = Field(20, ge=0)
-    keep: int = Field(32, ge=1)
+    keep: int = Field(64, ge=1)
     # gibbs: SVD++-style implicit term (which items a user rated, which users rated an item).
     implicit: bool = True
     # sgd only from here on
