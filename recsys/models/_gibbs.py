@@ -194,6 +194,34 @@ def gibbs_biased_mf(user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarr
                     keep, seed, implicit)
 
 
+class _Average:
+    """Running posterior mean of the biases, and every ``stride``-th factor sample kept."""
+
+    def __init__(self, factors: int, stride: int) -> None:
+        self.factors, self.stride = factors, stride
+        self.p: list[np.ndarray] = []
+        self.q: list[np.ndarray] = []
+        self.bu = self.ci = 0.0
+        self.n = 0
+
+    def add(self, x: np.ndarray, y: np.ndarray) -> None:
+        k = self.factors
+        if self.n % self.stride == 0:
+            self.p.append(x[:, :k].copy())
+            self.q.append(y[:, :k].copy())
+        self.bu, self.ci, self.n = self.bu + x[:, k], self.ci + y[:, k], self.n + 1
+
+    def result(self, mu: float) -> dict[str, np.ndarray]:
+        return {"mu": np.float64(mu), "bu": self.bu / self.n, "ci": self.ci / self.n,
+                "P": np.stack(self.p).astype(np.float32),
+                "Q": np.stack(self.q).astype(np.float32)}
+
+
+def _prior(rows, cols, n, m, d, implicit: bool) -> _Prior:
+    link = _link(rows, cols, n, m, implicit)
+    return _Prior(np.zeros(d), np.eye(d), link, None if link is None else np.zeros((m, d)))
+
+
 def _run(user_idx, item_idx, rating, n_users, n_items, factors, sweeps, burn_in, keep, seed,
          implicit) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
@@ -202,16 +230,14 @@ def _run(user_idx, item_idx, rating, n_users, n_items, factors, sweeps, burn_in,
     d = factors + 1
     by_user = _Rows(user_idx, item_idx, n_users, n_items)
     by_item = _Rows(item_idx, user_idx, n_items, n_users)
-    users = _Prior(np.zeros(d), np.eye(d), _link(user_idx, item_idx, n_users, n_items, implicit))
-    items = _Prior(np.zeros(d), np.eye(d), _link(item_idx, user_idx, n_items, n_users, implicit))
-    for side, m in ((users, n_items), (items, n_users)):
-        if side.link is not None:
-            side.beta = np.zeros((m, d))
+    users = _prior(user_idx, item_idx, n_users, n_items, d, implicit)
+    items = _prior(item_idx, user_idx, n_items, n_users, d, implicit)
     x = np.hstack([rng.normal(0, 0.1, (n_users, factors)), np.zeros((n_users, 1))])
     y = np.hstack([rng.normal(0, 0.1, (n_items, factors)), np.zeros((n_items, 1))])
     alpha = 2.0
-    stride = max(1, -(-(sweeps - burn_in) // keep))
-    kept_p, kept_q, sum_bu, sum_ci, n_avg = [], [], np.zeros(n_users), np.zeros(n_items), 0
+    # sweeps <= burn_in: the last sample stands in for the posterior
+    burn_in = min(burn_in, sweeps - 1)
+    average = _Average(factors, max(1, -(-(sweeps - burn_in) // keep)))
     for sweep in range(sweeps):
         # x = [p, b_u] fits r - mu - c_i against [q_i, 1]; y = [q, c_i] likewise.
         users.resample(x, rng)
@@ -224,14 +250,5 @@ def _run(user_idx, item_idx, rating, n_users, n_items, factors, sweeps, burn_in,
         sse = float(((r - pred - y[item_idx, factors]) ** 2).sum())
         alpha = rng.gamma(1.0 + len(r) / 2, 1.0 / (1.0 + 0.5 * sse))
         if sweep >= burn_in:
-            sum_bu += x[:, factors]
-            sum_ci += y[:, factors]
-            n_avg += 1
-            if (sweep - burn_in) % stride == 0:
-                kept_p.append(x[:, :factors].copy())
-                kept_q.append(y[:, :factors].copy())
-    if not kept_p:  # sweeps <= burn_in: the last sample stands in for the posterior
-        kept_p, kept_q, sum_bu, sum_ci, n_avg = [x[:, :factors]], [y[:, :factors]], \
-            x[:, factors], y[:, factors], 1
-    return {"mu": np.float64(mu), "bu": sum_bu / n_avg, "ci": sum_ci / n_avg,
-            "P": np.stack(kept_p).astype(np.float32), "Q": np.stack(kept_q).astype(np.float32)}
+            average.add(x, y)
+    return average.result(mu)

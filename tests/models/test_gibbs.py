@@ -89,3 +89,10 @@ def test_implicit_term_is_skipped_with_a_warning_beyond_its_size_limit(monkeypat
                                burn_in=1, keep=2, seed=0, implicit=True)
     assert "implicit term skipped" in caplog.text
     assert np.isfinite(post["P"]).all()
+
+
+def test_burn_in_longer_than_the_run_keeps_the_last_sample():
+    r, u, i, seen, n_users, n_items = _low_rank()
+    post = gibbs_biased_mf(u[seen], i[seen], r[seen], n_users, n_items, factors=2, sweeps=2,
+                           burn_in=5, keep=4, seed=0)
+    assert post["P"].shape == (1, n_users, 2) and post["bu"].shape == (n_users,)
