@@ -10,8 +10,10 @@ user's row of the binary rated matrix scaled by ``|N(u)|^-1/2``: SVD++'s implici
 Gaussian. Only the training rows define ``f``.
 
 Every sweep is a handful of vectorized operations: the per-row normal equations are two sparse x
-dense products, and all rows are solved by one batched Cholesky (torch.linalg). Predictions average the kept samples, which is what removes the
-need to tune regularization (the priors adapt to the data).
+dense products, and all rows are solved by one batched Cholesky (torch.linalg). The implicit
+link costs one dense eigendecomposition per side up front, then small products per sweep.
+Predictions average the kept samples; with the hyperpriors, that is what removes the need to tune
+regularization (the priors adapt to the data).
 """
 from __future__ import annotations
 
