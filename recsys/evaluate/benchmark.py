@@ -137,15 +137,15 @@ def _predict_clipped(model, test: Interactions, lo: float, hi: float) -> np.ndar
 
 
 def rating_rmse(name: str, params: dict[str, Any], bench: BenchData,
-                train: Interactions, test: Interactions, options: FitOptions) -> float:
-    """Mean RMSE over the official folds, or on (train, test) when there are none."""
+                train: Interactions, test: Interactions, options: FitOptions) -> list[float]:
+    """RMSE on each official fold, or on (train, test) when there are none; report the mean."""
     pairs = bench.folds or ((train, test),)
     lo, hi = float(np.nanmin(bench.data.rating)), float(np.nanmax(bench.data.rating))
     errors = []
     for fold_train, fold_test in pairs:
         model, _ = _fit(name, params, fold_train, options)
         errors.append(M.rmse(fold_test.rating, _predict_clipped(model, fold_test, lo, hi)))
-    return float(np.mean(errors))
+    return errors
 
 
 def bench_model(name: str, params: dict[str, Any], bench: BenchData, train: Interactions,
@@ -159,8 +159,9 @@ def bench_model(name: str, params: dict[str, Any], bench: BenchData, train: Inte
     metrics = evaluate_recommendations(recommended, users, train, test, k)
     row: dict[str, Any] = {"name": name}
     row.update({f"{m}@{k}": metrics[f"{m}@{k}"] for m in ("precision", "recall", "ndcg", "map")})
-    row["rmse"] = (rating_rmse(name, params, bench, train, test, options)
-                   if predicts_ratings(model) else None)
+    folds = rating_rmse(name, params, bench, train, test, options) if predicts_ratings(model) else None
+    row["rmse"] = None if folds is None else float(np.mean(folds))
+    row["rmse_folds"] = folds
     row["train_seconds"] = train_seconds
     row["recommend_seconds"] = recommend_seconds
     row.update({key: metrics[key] for key in (f"hit_rate@{k}", f"mrr@{k}", f"coverage@{k}",

@@ -57,6 +57,7 @@ def test_bench_quality_end_to_end(tmp_path, recsys_home, fake_families, capsys):
     [row] = result["models"]
     assert REQUIRED <= row.keys() and row["name"] == "item_mean"
     assert row["rmse"] == pytest.approx(1.0, abs=1e-6)  # mean over the five official folds
+    assert row["rmse_folds"] == pytest.approx([1.0] * 5, abs=1e-6)
     for key in ("precision@10", "recall@10", "ndcg@10", "map@10"):
         assert 0.0 <= row[key] <= 1.0
     assert row["train_seconds"] >= 0 and row["recommend_seconds"] >= 0
