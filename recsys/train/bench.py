@@ -139,10 +139,16 @@ def _isolated(name: str, params: dict[str, Any], data: Interactions, device: str
     t0 = time.perf_counter()
     proc.start()
     try:
-        return out.get(timeout=timeout)
-    except queue.Empty:
-        return {"family": name, "device": device,
-                "error": f"timed out after {time.perf_counter() - t0:.0f} s"}
+        while True:  # poll, so that a worker killed outright (OOM) is noticed at once
+            try:
+                return out.get(timeout=1.0)
+            except queue.Empty:
+                if not proc.is_alive() and out.empty():
+                    return {"family": name, "device": device,
+                            "error": f"worker died (exit code {proc.exitcode})"}
+                if timeout is not None and time.perf_counter() - t0 > timeout:
+                    return {"family": name, "device": device,
+                            "error": f"timed out after {time.perf_counter() - t0:.0f} s"}
     finally:
         proc.join(timeout=5)
         if proc.is_alive():

@@ -73,3 +73,11 @@ def test_each_family_trains_in_its_own_process():
     (row,) = result["families"]
     assert "error" not in row, row
     assert row["peak_rss_mb"] > 10
+
+
+@pytest.mark.slow
+def test_a_family_over_its_time_limit_is_stopped_and_reported():
+    data = synthetic_interactions(*TINY, seed=1)
+    result = run_train_bench(data, ["mf_bpr"], epochs=100_000, isolate=True, timeout=15)
+    (row,) = result["families"]
+    assert row["error"].startswith("timed out after")
