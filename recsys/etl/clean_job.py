@@ -20,6 +20,7 @@ from pyspark.sql import types as T
 from recsys import io
 from recsys.config import Config
 from recsys.etl import clean, landing, quality, side_inputs
+from recsys.etl.reasons import QuarantineReason as R
 from recsys.schema import DS, INTERACTIONS, ITEMS, QUARANTINE, USERS
 
 log = logging.getLogger(__name__)
@@ -35,20 +36,21 @@ def landing_folder(landing_root: Path, table: str, ds: str) -> Path:
     return Path(landing_root) / table / f"{DS}={ds}"
 
 
-def _route_once(raw: DataFrame, ds: str, cfg: Config) -> DataFrame:
-    """Route with the files read, parsed and shuffled once.
+def _route_once(raw: DataFrame, ds: str, cfg: Config) -> tuple[DataFrame, dict]:
+    """Route with the files read, parsed and shuffled once; returns (routed rows, tally).
 
     The de-duplicated rows are checkpointed to local disk as the first action computes them
-    (serialized rows, cheaper than a columnar cache), so the two writes and the bot lookup each
-    read them back instead of parsing the landing files again. The bot users are collected to
-    the driver: they are a handful, and a literal list keeps the writes free of a join.
+    (serialized rows, cheaper than a columnar cache), so the two writes read them back instead
+    of parsing the landing files again. That first action is :func:`quality.tally`: the books,
+    the bot users and the distinct kept users/items in one aggregation. The bot users are a
+    handful: a literal list keeps the writes free of a join.
     A local checkpoint does not survive the loss of an executor (the step then fails and is
     retried whole); its blocks are freed when the frame is garbage-collected.
     """
     marked = clean.mark_duplicates(clean.with_reasons(raw, ds, cfg.clean))
     marked = marked.localCheckpoint(eager=False, storageLevel=StorageLevel.DISK_ONLY)
-    bots = [r["user_id"] for r in clean.bot_users(marked, cfg.clean).collect()]
-    return clean.mark_bots(marked, cfg.clean, bots)
+    tallied = quality.tally(marked, cfg.clean.bot_max_events_per_day)
+    return clean.mark_bots(marked, cfg.clean, list(tallied["bots"])), tallied
 
 
 def _file_counts(counts: dict, files: list[landing.LandingFile]) -> list[dict]:
@@ -78,19 +80,38 @@ def _stage_side(spark: SparkSession, cfg: Config, landing_root: Path, warehouse:
     return staged, stats
 
 
-def _write_interactions(routed: DataFrame, staged: dict[str, Path], files: list[str]) -> dict:
-    """Write quarantine then clean rows; the routing counts come with the first write."""
-    obs = Observation("routing")
-    # observe() below the filter: the quarantine write sees (and counts) every routed row.
-    counted = routed.observe(obs, *quality.routing_aggregates(files))
+def _write_interactions(routed: DataFrame, staged: dict[str, Path]) -> dict:
+    """Write quarantine then clean rows; the clean ts range is observed with the clean write."""
     # No dictionary for columns whose values never repeat: building one that overflows and is
     # then discarded is the costliest part of the Parquet writer.
-    (clean.quarantine_rows(counted).write.option("parquet.enable.dictionary#raw", "false")
+    (clean.quarantine_rows(routed).write.option("parquet.enable.dictionary#raw", "false")
      .parquet(str(staged[QUARANTINE])))
-    counts = quality.read_routing_counts(obs.get, files)
-    (clean.clean_rows(routed).write.option("parquet.enable.dictionary#event_id", "false")
+    obs = Observation("clean_ts")
+    # Two aggregates only: observe() costs per aggregate and row (per-file counts here cost
+    # more than the write itself at 20 files), so the books come from quality.tally instead.
+    observed = clean.clean_rows(routed).observe(
+        obs, F.min(F.unix_micros("ts")).alias("ts_min"), F.max(F.unix_micros("ts")).alias("ts_max"))
+    (observed.write.option("parquet.enable.dictionary#event_id", "false")
      .parquet(str(staged[INTERACTIONS])))
-    return counts
+    return {k: quality.iso_micros(v) for k, v in obs.get.items()}
+
+
+def _clean_stats(spark: SparkSession, staged: dict[str, Path], tallied: dict, ts_range: dict) -> dict:
+    """Rows (Parquet footers), distinct users/items and ts range of the staged clean table."""
+    bots = tallied["bots"]
+    # Without bots the kept items are the clean items; a bot's items may have no other event.
+    items = tallied["kept_items"] if not bots else (
+        spark.read.parquet(str(staged[INTERACTIONS])).select("item_id").distinct().count())
+    return {"clean": _parquet_rows(staged[INTERACTIONS]),
+            "distinct_users": tallied["kept_users"] - len(bots), "distinct_items": items,
+            **ts_range}
+
+
+def _bot_rows_by_file(spark: SparkSession, quarantine: Path) -> dict[str, int]:
+    """Quarantined bot rows per source file, from the staged quarantine (2 % of the rows)."""
+    rows = (spark.read.parquet(str(quarantine)).where(F.col("reason") == R.BOT_USER.value)
+            .groupBy("source_file").count().collect())
+    return {r["source_file"]: r["count"] for r in rows}
 
 
 def run_clean(spark: SparkSession, cfg: Config, ds: str, landing_root: Path,
@@ -111,15 +132,17 @@ def run_clean(spark: SparkSession, cfg: Config, ds: str, landing_root: Path,
     names = [f.path.name for f in files]
     staged: dict[str, Path] = {}
     try:
-        routed = _route_once(raw, ds, cfg)
+        routed, tallied = _route_once(raw, ds, cfg)
         staged[INTERACTIONS] = io.staging_path(warehouse, INTERACTIONS, ds)
         staged[QUARANTINE] = io.staging_path(warehouse, QUARANTINE, ds)
-        counts = _write_interactions(routed, staged, names)
+        ts_range = _write_interactions(routed, staged)
+        bot_files = _bot_rows_by_file(spark, staged[QUARANTINE]) if tallied["bots"] else {}
+        counts = quality.with_bots(tallied, bot_files, names)
         file_counts = _file_counts(counts, files)
         side_staged, side_stats = _stage_side(spark, cfg, landing_root, warehouse, ds)
         staged.update(side_staged)
-        # Count what was written, not what was meant to be: the books check the files.
-        stats = quality.clean_stats(spark.read.parquet(str(staged[INTERACTIONS])))
+        # The books check the files: clean and quarantined rows are counted in what was written.
+        stats = _clean_stats(spark, staged, tallied, ts_range)
         quarantined = _parquet_rows(staged[QUARANTINE])
         summary = quality.summarize(ds, counts, stats, quarantined, file_counts, side_stats)
         quality.reconcile(summary)

@@ -1,6 +1,8 @@
 """The clean step's books: the data-quality summary and the reconciliation check."""
 from __future__ import annotations
 
+import datetime as dt
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -47,18 +49,83 @@ def route_counts(routed: DataFrame, files: list[str]) -> dict:
     return read_routing_counts(routed.agg(*routing_aggregates(files)).first().asDict(), files)
 
 
+# grouping_id() of the tally's grouping sets over (source_file, reason, duplicate, user_id, item_id):
+# a bit is set for each column *not* grouped on, the first column being the highest bit.
+_BY_FILE, _BY_USER, _BY_ITEM = 0b00011, 0b11101, 0b11110
+
+
+def tally(marked: DataFrame, bot_threshold: int) -> dict:
+    """The books, the bot users and the distinct kept users/items in one aggregation.
+
+    ``marked`` is the routed frame before bots are marked (``reason``, ``duplicate``). One pass
+    groups it three ways (grouping sets): by (file, reason, duplicate) for the books, by user for
+    the kept events per user (bots: more than ``bot_threshold``) and by item. Returns
+    ``{"raw", "duplicates", "reasons", "by_file": {file: {"raw", "quarantined"}}, "bots":
+    {user: kept events}, "kept_users", "kept_items"}``; ``reasons`` and ``by_file`` do not yet
+    count the bots' rows (``bot_user``), which only the bot list decides.
+    """
+    kept = F.col("reason").isNull() & ~F.col("duplicate")
+    cols = ("source_file", "reason", "duplicate", "user_id", "item_id")
+    grouped = marked.groupingSets([cols[:3], ["user_id"], ["item_id"]], *cols).agg(
+        F.count(F.lit(1)).alias("n"), F.count_if(kept).alias("kept"), F.grouping_id().alias("g"))
+    g, n_kept = F.col("g"), F.col("kept")
+    row = grouped.agg(
+        F.count_if((g == _BY_USER) & (n_kept > 0)).alias("kept_users"),
+        F.count_if((g == _BY_ITEM) & (n_kept > 0)).alias("kept_items"),
+        F.collect_list(F.when(g == _BY_FILE, F.struct(*cols[:3], "n"))).alias("books"),
+        F.collect_list(F.when((g == _BY_USER) & (n_kept > bot_threshold),
+                              F.struct("user_id", "kept"))).alias("bots"),
+    ).first()
+    reasons = {r.value: 0 for r in QuarantineReason}
+    by_file: dict[str, dict] = {}
+    raw = duplicates = 0
+    for b in row["books"]:
+        f = by_file.setdefault(b["source_file"], {"raw": 0, "quarantined": 0})
+        f["raw"] += b["n"]
+        raw += b["n"]
+        if b["reason"] is not None:
+            reasons[b["reason"]] += b["n"]
+            f["quarantined"] += b["n"]
+        elif b["duplicate"]:
+            duplicates += b["n"]
+    return {"raw": raw, "duplicates": duplicates, "reasons": reasons, "by_file": by_file,
+            "bots": {b["user_id"]: b["kept"] for b in row["bots"]},
+            "kept_users": row["kept_users"], "kept_items": row["kept_items"]}
+
+
+def with_bots(counts: dict, bot_rows_by_file: dict[str, int], files: list[str]) -> dict:
+    """:func:`tally` counts with the bots' rows filed under ``bot_user``, as :func:`route_counts`.
+
+    ``bot_rows_by_file`` counts the quarantined bot rows per source file (empty without bots).
+    """
+    reasons = {**counts["reasons"], "bot_user": sum(counts["bots"].values())}
+    unknown = sorted(set(counts["by_file"]) - set(files), key=str)
+    if unknown:
+        raise ReconciliationError(f"rows routed from files that were not read: {unknown}")
+    per_file = {name: dict(counts["by_file"].get(name, {"raw": 0, "quarantined": 0})) for name in files}
+    for name, n in bot_rows_by_file.items():
+        per_file[name]["quarantined"] += n
+    return {"raw": counts["raw"], "duplicates": counts["duplicates"], "reasons": reasons,
+            "per_file": per_file}
+
+
+def iso_micros(us: int | None) -> str | None:
+    """ISO-8601 text (UTC, no offset) of epoch microseconds."""
+    return None if us is None else (dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=us)).isoformat()
+
+
 def clean_stats(clean: DataFrame) -> dict:
     """Row count, distinct users/items and the ts range of a clean interactions table."""
     row = clean.agg(
         F.count(F.lit(1)).alias("clean"),
         F.countDistinct("user_id").alias("distinct_users"),
         F.countDistinct("item_id").alias("distinct_items"),
-        F.min("ts").alias("ts_min"),
-        F.max("ts").alias("ts_max"),
+        F.min(F.unix_micros("ts")).alias("ts_min"),
+        F.max(F.unix_micros("ts")).alias("ts_max"),
     ).first()
     out = row.asDict()
     for k in ("ts_min", "ts_max"):
-        out[k] = None if out[k] is None else out[k].isoformat()
+        out[k] = iso_micros(out[k])
     return out
 
 

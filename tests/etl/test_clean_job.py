@@ -42,6 +42,8 @@ def test_clean_publishes_tables_summary_and_side_inputs(spark, cfg, tmp_path):
     assert summary["reasons"]["malformed_row"] == 1
     assert summary["side_inputs"] == {"items": {"rows": 1, "rejected": 1}}
     part = io.partition_path(wh, "interactions", ds)
+    # The stats come from the tally and the write, not from re-reading: they must match the files.
+    assert _stats(summary) == quality.clean_stats(spark.read.parquet(str(part)))
     assert io.is_complete(part)
     assert json.loads((part / quality.DQ_SUMMARY_FILE).read_text())["clean"] == 2
     assert sorted(r["event_id"] for r in spark.read.parquet(str(part)).collect()) == ["a", "b"]
@@ -49,6 +51,28 @@ def test_clean_publishes_tables_summary_and_side_inputs(spark, cfg, tmp_path):
     item = spark.read.parquet(str(io.partition_path(wh, "items", ds))).collect()
     assert [(r["item_id"], r["genres"], r["available"]) for r in item] == [("i1", ["drama", "war"], False)]
     assert not list((wh / "_staging").glob("*/*"))  # nothing left behind
+
+
+def _stats(summary):
+    return {k: summary[k] for k in ("clean", "distinct_users", "distinct_items", "ts_min", "ts_max")}
+
+
+def test_bot_rows_are_in_the_books_per_reason_and_per_file(spark, cfg, tmp_path):
+    landing, wh = tmp_path / "landing", tmp_path / "wh"
+    ds = "2024-01-10"
+    ev = '{"event_id":"%s","user_id":"%s","item_id":"%s","event_type":"view","ts":"%sT0%d:00:00Z"}\n'
+    # u-bot's three events make it a bot (threshold 2); item i-bot was seen by the bot only.
+    _land(landing, ds, [ev % ("b1", "u-bot", "i-bot", ds, 1), ev % ("b2", "u-bot", "i1", ds, 2),
+                        ev % ("b3", "u-bot", "i1", ds, 3), ev % ("h1", "u1", "i1", ds, 5),
+                        ev % ("h2", "u2", "i2", ds, 6), "oops\n"])
+    bots = cfg.model_copy(update={"clean": cfg.clean.model_copy(update={"bot_max_events_per_day": 2})})
+    summary = run_clean(spark, bots, ds, landing, wh)
+    assert summary["reasons"]["bot_user"] == 3 and summary["quarantined"] == 4
+    assert summary["files"] == [{"file": "log.jsonl", "format": "json", "raw": 6, "quarantined": 4}]
+    clean = spark.read.parquet(str(io.partition_path(wh, "interactions", ds)))
+    assert _stats(summary) == quality.clean_stats(clean) == {
+        "clean": 2, "distinct_users": 2, "distinct_items": 2,
+        "ts_min": f"{ds}T05:00:00", "ts_max": f"{ds}T06:00:00"}
 
 
 @pytest.mark.slow
