@@ -14,9 +14,13 @@ from pathlib import Path
 
 import psutil
 
-from recsys.config import CleanConfig, load_config
+from recsys.config import CleanConfig, Config, load_config
 
 DS = "2024-01-10"
+# Internal/test accounts in the generated logs (when conf names none), so the internal_user rule
+# has rows to file; their events are 0.1 % of the day.
+BENCH_INTERNAL_USERS = ("qa-internal-1", "qa-internal-2")
+INTERNAL_RATE = 0.001
 log = logging.getLogger(__name__)
 
 
@@ -65,29 +69,39 @@ class PeakRss:
         self._thread.join()
 
 
-def ensure_landing(workdir: Path, events: int, bad_row_rate: float) -> Path:
-    """Generate the landing once per (events, bad_row_rate); reuse it on later runs."""
+def ensure_landing(workdir: Path, events: int, bad_row_rate: float,
+                   internal_users: tuple[str, ...] = BENCH_INTERNAL_USERS) -> Path:
+    """Generate the landing once per (events, bad_row_rate, internal users); reuse it later."""
     from recsys.data.generator import generate_landing
 
-    landing = workdir / f"landing-{events}-{bad_row_rate}"
+    landing = workdir / f"landing-{events}-{bad_row_rate}-qa{len(internal_users)}"
     marker = landing / "_generated.json"
     if not marker.exists():
         t0 = time.perf_counter()
         report = generate_landing(landing, DS, 1, seed=42, n_users=max(1000, events // 50),
                                   n_items=max(500, events // 200), events_per_day=events,
-                                  bad_row_rate=bad_row_rate, chunk_size=500_000)
+                                  bad_row_rate=bad_row_rate, chunk_size=500_000,
+                                  internal_users=internal_users, internal_rate=INTERNAL_RATE)
         report["seconds"] = round(time.perf_counter() - t0, 1)
         marker.write_text(json.dumps(report))
     return landing
 
 
-def _spark_run(landing: Path, out: Path, master: str) -> dict:
+def bench_config() -> Config:
+    """The configuration both engines run with: conf/ plus internal users when it names none."""
+    cfg = load_config()
+    if cfg.clean.internal_users:
+        return cfg
+    clean = cfg.clean.model_copy(update={"internal_users": BENCH_INTERNAL_USERS})
+    return cfg.model_copy(update={"clean": clean})
+
+
+def _spark_run(landing: Path, out: Path, master: str, cfg: Config) -> dict:
     from recsys.etl.clean_job import run_clean
     from recsys.spark import get_spark
 
-    cfg = load_config()
-    spark_cfg = cfg.spark.model_copy(update={"conf": {**cfg.spark.conf, "spark.sql.shuffle.partitions": "4",
-                                                       "spark.driver.memory": "3g"}})
+    # Shuffle partitions: run_clean sizes them from the landing files (AQE merges small ones).
+    spark_cfg = cfg.spark.model_copy(update={"conf": {**cfg.spark.conf, "spark.driver.memory": "3g"}})
     with PeakRss() as mem:
         t0 = time.perf_counter()
         spark = get_spark("bench-clean", spark_cfg, master=master)
@@ -115,10 +129,10 @@ def run_bench(events: int, workdir: Path, *, master: str = "local[2]", bad_row_r
               json_out: Path | None = None) -> dict:
     """Run both engines on the same generated files; print and return the figures."""
     workdir.mkdir(parents=True, exist_ok=True)
-    landing = ensure_landing(workdir, events, bad_row_rate)
+    cfg = bench_config()
+    landing = ensure_landing(workdir, events, bad_row_rate, cfg.clean.internal_users)
     out = workdir / "out"
-    cfg = load_config()
-    spark = _spark_run(landing, out, master)
+    spark = _spark_run(landing, out, master, cfg)
     threads = int(master[len("local["):-1]) if master.startswith("local[") and master[6:-1].isdigit() else 2
     duck = _duck_run(landing, out, cfg.clean, threads)
     n = spark["books"]["raw"]

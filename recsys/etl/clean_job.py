@@ -53,6 +53,25 @@ def _route_once(raw: DataFrame, ds: str, cfg: Config) -> tuple[DataFrame, dict]:
     return clean.mark_bots(marked, cfg.clean, list(tallied["bots"])), tallied
 
 
+# Bytes of parsed rows a landing byte becomes, roughly: compressed files expand.
+_EXPANSION = {"gz": 5, "parquet": 4}
+_BYTES_PER_SHUFFLE_PARTITION = 64 * 2**20
+
+
+def shuffle_partitions(files: list[landing.LandingFile], configured: int) -> int:
+    """Shuffle partitions for the de-duplication sort: at least ``configured``, and enough that
+    each holds ~64 MiB of parsed rows, so that two sorts at a time fit in memory.
+
+    Too few partitions spill the sort to disk (4 partitions at 10M events spilled 630 MB);
+    too many are merged back by adaptive execution (AQE coalescing).
+    """
+    size = 0
+    for f in files:
+        kind = "gz" if f.path.suffix.lower() == ".gz" else f.format
+        size += f.path.stat().st_size * _EXPANSION.get(kind, 1)
+    return max(configured, -(-size // _BYTES_PER_SHUFFLE_PARTITION))
+
+
 def _file_counts(counts: dict, files: list[landing.LandingFile]) -> list[dict]:
     per_file = counts.pop("per_file")
     return [{"file": f.path.name, "format": f.format, **per_file[f.path.name]} for f in files]
@@ -125,6 +144,16 @@ def run_clean(spark: SparkSession, cfg: Config, ds: str, landing_root: Path,
             side_inputs.discover_side(side)
     # Naive ISO timestamps mean UTC, and epoch math must not depend on the machine's zone.
     spark.conf.set("spark.sql.session.timeZone", "UTC")
+    configured = int(spark.conf.get("spark.sql.shuffle.partitions"))
+    spark.conf.set("spark.sql.shuffle.partitions", shuffle_partitions(files, configured))
+    try:
+        return _clean(spark, cfg, ds, landing_root, warehouse, raw, files)
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", configured)
+
+
+def _clean(spark: SparkSession, cfg: Config, ds: str, landing_root: Path, warehouse: Path,
+           raw: DataFrame | None, files: list[landing.LandingFile]) -> dict:
     for table in (INTERACTIONS, QUARANTINE, ITEMS, USERS):
         io.clear_staging(warehouse, table, ds)
     if raw is None:
