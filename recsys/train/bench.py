@@ -119,11 +119,13 @@ def train_family(name: str, params: dict[str, Any], data: Interactions, device: 
         "epochs": int(sum(m.get("sweeps", 1) for m in history)) if history else None,
         "samples_per_s": statistics.median(per_epoch) if per_epoch else len(data) / wall,
         "throughput": "loop samples/s" if per_epoch else "fit rows/s",
-        "wall_s": wall, "peak_rss_mb": _peak_rss_mb(),
+        "wall_s": wall, "peak_rss_mb": _peak_rss_mb(), "torch_threads": torch.get_num_threads(),
     }
 
 
-def _worker(out: "mp.Queue", *args: Any) -> None:
+def _worker(out: "mp.Queue", threads: int | None, *args: Any) -> None:
+    if threads:
+        torch.set_num_threads(threads)
     try:
         out.put(train_family(*args))
     except BaseException as exc:  # reported as the family's row; the parent carries on
@@ -131,11 +133,11 @@ def _worker(out: "mp.Queue", *args: Any) -> None:
 
 
 def _isolated(name: str, params: dict[str, Any], data: Interactions, device: str, seed: int,
-              epochs: int | None, timeout: float | None) -> dict[str, Any]:
+              epochs: int | None, timeout: float | None, threads: int | None) -> dict[str, Any]:
     """:func:`train_family` in a fresh spawned process (own RSS), killed after ``timeout`` s."""
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
-    proc = ctx.Process(target=_worker, args=(out, name, params, data, device, seed, epochs))
+    proc = ctx.Process(target=_worker, args=(out, threads, name, params, data, device, seed, epochs))
     t0 = time.perf_counter()
     proc.start()
     try:
@@ -158,20 +160,25 @@ def _isolated(name: str, params: dict[str, Any], data: Interactions, device: str
 
 def run_train_bench(data: Interactions, families: list[str], device: str = "cpu", seed: int = 42,
                     epochs: int | None = None, isolate: bool = True, timeout: float | None = None,
-                    config=None, description: str = "") -> dict[str, Any]:
+                    config=None, description: str = "", threads: int | None = None
+                    ) -> dict[str, Any]:
     """Train every family in ``families`` and return the JSON document (``{"families": [...]}``).
 
     A family that fails or times out gets a row with ``error``; the others still run.
+    ``threads`` sets torch's intra-op threads (on a loaded machine one thread can be faster:
+    a parallel region waits for its slowest, descheduled, thread).
     """
     from recsys.config import load_config
 
+    if threads and not isolate:
+        torch.set_num_threads(threads)
     config = config or load_config()
     rows = []
     for name in families:
         log.info("bench train: %s", name)
         try:
             params = config.model_params(name)
-            row = (_isolated(name, params, data, device, seed, epochs, timeout) if isolate
+            row = (_isolated(name, params, data, device, seed, epochs, timeout, threads) if isolate
                    else train_family(name, params, data, device, seed, epochs))
         except Exception as exc:  # one broken family must not hide the others' figures
             log.exception("family %s failed", name)

@@ -23,6 +23,7 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--epochs", type=int, help="override every family's epochs (default: its config)")
     p.add_argument("--timeout", type=float, default=1800.0,
                    help="seconds one family may train before it is stopped and reported failed")
+    p.add_argument("--threads", type=int, help="torch intra-op threads per family (default: torch's)")
     p.add_argument("--in-process", action="store_true",
                    help="train in this process (faster start; peak RSS is then the running peak)")
     p.add_argument("--json", dest="json_out", help="write the results here")
@@ -43,7 +44,8 @@ def _bench_train(args: argparse.Namespace) -> int:
     data, description = load_interactions(args.data, seed=args.seed, shape=shape)
     result = run_train_bench(data, families, device=str(choose_device(args.device)),
                              seed=args.seed, epochs=args.epochs, isolate=not args.in_process,
-                             timeout=args.timeout, description=description)
+                             timeout=args.timeout, description=description,
+                             threads=args.threads)
     print(markdown_table(result))
     if args.json_out:
         write_json(result, args.json_out)

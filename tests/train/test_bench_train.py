@@ -57,10 +57,11 @@ def test_a_failing_family_gets_an_error_row_and_the_others_still_run():
 def test_cli_writes_the_table_and_json(tmp_path, capsys):
     out = tmp_path / "train.json"
     rc = main(["bench", "train", "--shape", "40x30x300", "--models", "popularity,ease",
-               "--device", "cpu", "--in-process", "--json", str(out)])
+               "--device", "cpu", "--in-process", "--threads", "1", "--json", str(out)])
     assert rc == 0
     doc = json.loads(out.read_text())
     assert [r["family"] for r in doc["families"]] == ["popularity", "ease"]
+    assert [r["torch_threads"] for r in doc["families"]] == [1, 1]
     assert doc["data"] == {"source": "synthetic 40x30, 300 ratings", "users": 40, "items": 30,
                            "rows": 300}
     assert "| ease | cpu |" in capsys.readouterr().out
