@@ -124,9 +124,9 @@ def train_family(name: str, params: dict[str, Any], data: Interactions, device: 
 
 
 def _worker(out: "mp.Queue", threads: int | None, *args: Any) -> None:
-    if threads:
-        torch.set_num_threads(threads)
     try:
+        if threads:
+            torch.set_num_threads(threads)
         out.put(train_family(*args))
     except BaseException as exc:  # reported as the family's row; the parent carries on
         out.put({"family": args[0], "error": f"{type(exc).__name__}: {exc}"})
@@ -184,6 +184,7 @@ def run_train_bench(data: Interactions, families: list[str], device: str = "cpu"
             log.exception("family %s failed", name)
             row = {"family": name, "error": f"{type(exc).__name__}: {exc}"}
         row.setdefault("device", device)
+        log.info("bench train row: %s", json.dumps(row))  # survives a run cut short
         rows.append(row)
     return {
         "families": rows,
