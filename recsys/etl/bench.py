@@ -97,8 +97,6 @@ def bench_config() -> Config:
 
 
 def _spark_run(landing: Path, out: Path, master: str, cfg: Config) -> dict:
-    from pyspark import SparkConf, SparkContext
-
     from recsys.etl.clean_job import run_clean
     from recsys.spark import get_spark
 
@@ -106,9 +104,6 @@ def _spark_run(landing: Path, out: Path, master: str, cfg: Config) -> dict:
     spark_cfg = cfg.spark.model_copy(update={"conf": {**cfg.spark.conf, "spark.driver.memory": "3g"}})
     with PeakRss() as mem:
         t0 = time.perf_counter()
-        # get_spark starts the JVM before it applies the config, so spark.driver.memory never
-        # reached it (-Xmx1g): launch the JVM here with the config's driver settings.
-        SparkContext._ensure_initialized(conf=SparkConf().setAll(list(spark_cfg.conf.items())))
         spark = get_spark("bench-clean", spark_cfg, master=master)
         t1, c1 = time.perf_counter(), cpu_seconds()
         summary = run_clean(spark, cfg, DS, landing, out / "spark")
