@@ -10,7 +10,7 @@ export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(BIN)/python
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test test-fast lint airflow airflow-stop bench-clean bench-scoring bench-quality bench-metrics clean
+.PHONY: install demo test test-fast lint airflow airflow-stop bench-clean bench-scoring bench-quality bench-metrics bench-train clean
 
 install: $(VENV)/.installed
 
@@ -41,6 +41,9 @@ bench-scoring: install
 
 bench-quality: install
 	$(BIN)/recsys bench quality --data ../shared/datasets/ml-100k --k 10 --seed 42 --json .bench/quality.json
+
+bench-train: install  ## training throughput of every family: samples/s, wall s, peak RSS
+	$(BIN)/recsys bench train --data ../shared/datasets/ml-100k --json .bench/train.json
 
 bench-metrics: install
 	$(BIN)/recsys bench metrics --users 6000 --items 4000 --k 10

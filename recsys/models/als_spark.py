@@ -36,7 +36,8 @@ def _spark(options: FitOptions, master: str):
         from recsys.spark import get_spark
     except ImportError as exc:  # pragma: no cover - pyspark is a pinned dependency
         raise ImportError("als_spark needs pyspark: pip install pyspark") from exc
-    return get_spark("als", SparkConfig(master=master, conf={"spark.ui.enabled": "false"}))
+    return get_spark("als", SparkConfig(master=master, conf={"spark.ui.enabled": "false",
+                                                         "spark.ui.showConsoleProgress": "false"}))
 
 
 def _factors(df, n: int, k: int) -> np.ndarray:
