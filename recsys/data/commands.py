@@ -15,6 +15,10 @@ def register(sub, bench_sub) -> None:
     g.add_argument("--items", type=int, default=500)
     g.add_argument("--events-per-day", type=int, default=5000)
     g.add_argument("--bad-row-rate", type=float, default=0.02)
+    g.add_argument("--internal-rate", type=float, default=0.0,
+                   help="share of events from internal/test accounts (quarantined as internal_user)")
+    g.add_argument("--internal-users", help="comma-separated internal/test account ids "
+                   "(default: clean.internal_users from conf/)")
     g.set_defaults(func=_generate)
 
     imp = sub.add_parser("import", help="import a public rating data set into a landing folder")
@@ -35,9 +39,16 @@ def register(sub, bench_sub) -> None:
 def _generate(args) -> int:
     from recsys.data.generator import generate_landing
 
+    if args.internal_users is not None:
+        internal = tuple(u.strip() for u in args.internal_users.split(",") if u.strip())
+    else:
+        from recsys.config import load_config
+
+        internal = load_config(validate_models=False).clean.internal_users
     report = generate_landing(args.landing, args.start, args.days, seed=args.seed, n_users=args.users,
                               n_items=args.items, events_per_day=args.events_per_day,
-                              bad_row_rate=args.bad_row_rate)
+                              bad_row_rate=args.bad_row_rate, internal_users=internal,
+                              internal_rate=args.internal_rate)
     print(json.dumps(report, indent=2))
     return 0
 

@@ -1,6 +1,8 @@
 """`recsys generate` and `recsys import` on tiny inputs; `recsys clean` argument wiring."""
 from __future__ import annotations
 
+import pytest
+
 from recsys.cli import build_parser, main
 
 
@@ -15,6 +17,20 @@ def test_generate_and_import_commands(tmp_path, capsys):
                  "--default-ds", "2024-03-01"]) == 0
     assert (tmp_path / "imp" / "interactions" / "ds=2024-03-01" / "imported.parquet").exists()
     assert '"events": 1' in capsys.readouterr().out
+
+
+def test_generate_with_internal_accounts(tmp_path, capsys):
+    import json
+
+    assert main(["generate", "--landing", str(tmp_path / "gen"), "--start", "2024-01-01",
+                 "--days", "1", "--users", "20", "--items", "10", "--events-per-day", "400",
+                 "--internal-rate", "0.1", "--internal-users", "qa-1,qa-2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert 0 < report["internal_events"] < 400
+    # A rate without any internal account to send events from is refused, not ignored.
+    with pytest.raises(ValueError):
+        main(["generate", "--landing", str(tmp_path / "g2"), "--start", "2024-01-01", "--days", "1",
+              "--events-per-day", "50", "--internal-rate", "0.1", "--internal-users", ""])
 
 
 def test_clean_and_features_take_the_job_arguments():
