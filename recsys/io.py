@@ -8,6 +8,7 @@ finished folder into place with renames. Spark's partition discovery ignores fol
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 import uuid
@@ -91,3 +92,10 @@ def clear_staging(root: Path | str, table: str, ds: str) -> None:
     if base.is_dir():
         for child in base.glob(f"{DS}={ds}.*"):
             shutil.rmtree(child, ignore_errors=True)
+
+
+def write_json(doc: dict, path: Path | str) -> None:
+    """Write a JSON document (a benchmark's figures, a report), creating the parent folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2))

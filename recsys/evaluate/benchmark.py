@@ -12,7 +12,6 @@ that way: sampled metrics overstate quality and can reorder models.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import platform
 import time
@@ -276,9 +275,3 @@ def markdown_table(result: dict[str, Any], k: int = 10) -> str:
             f"{_fmt(r[f'ndcg@{k}'])} | {_fmt(r[f'map@{k}'])} | {_fmt(r['rmse'])} | "
             f"{_fmt(r['train_seconds'], 1)} | {_fmt(r['recommend_seconds'], 2)} |")
     return "\n".join(lines)
-
-
-def write_json(result: dict[str, Any], path: Path | str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2))

@@ -56,7 +56,8 @@ def _metrics(args: argparse.Namespace) -> int:
 
 
 def _quality(args: argparse.Namespace) -> int:
-    from recsys.evaluate.benchmark import markdown_table, run_quality_bench, write_json
+    from recsys.evaluate.benchmark import markdown_table, run_quality_bench
+    from recsys.io import write_json
     from recsys.train.device import choose_device
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

@@ -211,11 +211,3 @@ def markdown_table(result: dict[str, Any]) -> str:
         lines.append(f"| {r['family']} | {r['device']} | {r['epochs'] or '—'} | {rate} | "
                      f"{_fmt(r['wall_s'], 1)} | {_fmt(r['peak_rss_mb'], 0)} |")
     return "\n".join(lines)
-
-
-def write_json(result: dict[str, Any], path: Path | str) -> None:
-    """Write the result document, creating the parent folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2))
-

@@ -32,7 +32,8 @@ def register(sub, bench_sub) -> None:
 
 def _bench_train(args: argparse.Namespace) -> int:
     from recsys.models.registry import model_names
-    from recsys.train.bench import load_interactions, markdown_table, run_train_bench, write_json
+    from recsys.io import write_json
+    from recsys.train.bench import load_interactions, markdown_table, run_train_bench
     from recsys.train.device import choose_device
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
