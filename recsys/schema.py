@@ -57,6 +57,25 @@ ITEM_MAP = T.StructType(
     [T.StructField("item_idx", T.IntegerType(), False), T.StructField("item_id", T.StringType(), False)]
 )
 
+# Side inputs, as the clean step writes them to the `items` and `users` tables.
+ITEM_CATALOG = T.StructType([
+    T.StructField("item_id", T.StringType(), False),
+    T.StructField("title", T.StringType(), True),
+    T.StructField("genres", T.ArrayType(T.StringType()), True),
+    T.StructField("tags", T.ArrayType(T.StringType()), True),
+    T.StructField("year", T.DoubleType(), True),
+    T.StructField("price", T.DoubleType(), True),
+    T.StructField("available", T.BooleanType(), False),
+    T.StructField("description", T.StringType(), True),
+])
+USER_PROFILES = T.StructType([
+    T.StructField("user_id", T.StringType(), False),
+    T.StructField("age", T.DoubleType(), True),
+    T.StructField("gender", T.StringType(), True),
+    T.StructField("occupation", T.StringType(), True),
+    T.StructField("region", T.StringType(), True),
+])
+
 # The published top-N table: the product warehouse consumers read.
 RECOMMENDATIONS_ARROW = pa.schema(
     [

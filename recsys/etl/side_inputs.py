@@ -18,24 +18,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from recsys.etl import landing
+from recsys.schema import ITEM_CATALOG, USER_PROFILES
 
-ITEM_CATALOG = T.StructType([
-    T.StructField("item_id", T.StringType(), False),
-    T.StructField("title", T.StringType(), True),
-    T.StructField("genres", T.ArrayType(T.StringType()), True),
-    T.StructField("tags", T.ArrayType(T.StringType()), True),
-    T.StructField("year", T.DoubleType(), True),
-    T.StructField("price", T.DoubleType(), True),
-    T.StructField("available", T.BooleanType(), False),
-    T.StructField("description", T.StringType(), True),
-])
-USER_PROFILES = T.StructType([
-    T.StructField("user_id", T.StringType(), False),
-    T.StructField("age", T.DoubleType(), True),
-    T.StructField("gender", T.StringType(), True),
-    T.StructField("occupation", T.StringType(), True),
-    T.StructField("region", T.StringType(), True),
-])
 LIST_COLUMNS = ("genres", "tags")
 
 
