@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from pathlib import Path
 
 import psutil
 
 from recsys.config import CleanConfig, Config, load_config
+from recsys.measure import PeakRss, cpu_seconds
 
 DS = "2024-01-10"
 # Internal/test accounts in the generated logs (when conf names none), so the internal_user rule
@@ -22,51 +22,6 @@ DS = "2024-01-10"
 BENCH_INTERNAL_USERS = ("qa-internal-1", "qa-internal-2")
 INTERNAL_RATE = 0.001
 log = logging.getLogger(__name__)
-
-
-def cpu_seconds() -> float:
-    """User + system CPU time of this process and its children (the Spark JVM included).
-
-    On a shared machine wall time depends on the neighbours; CPU time much less so.
-    """
-    procs = [psutil.Process()]
-    procs += procs[0].children(recursive=True)
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
-    return total
-
-
-class PeakRss:
-    """Sample the RSS of this process and its children; ``peak`` in bytes."""
-
-    def __init__(self, interval: float = 0.2) -> None:
-        self.interval, self.peak, self._stop = interval, 0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        me = psutil.Process()
-        while not self._stop.is_set():
-            total = 0
-            for p in [me, *me.children(recursive=True)]:
-                try:
-                    total += p.memory_info().rss
-                except psutil.Error:
-                    pass
-            self.peak = max(self.peak, total)
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> "PeakRss":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def ensure_landing(workdir: Path, events: int, bad_row_rate: float,

@@ -11,17 +11,14 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
-import resource
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
-import psutil
-import scipy.sparse as sp
 import torch
 
+from recsys.measure import PeakRss, max_rss_mb
 from recsys.models.base import Interactions
 from recsys.score._sink import Provenance
 from recsys.score.run import write_topn
@@ -70,39 +67,10 @@ def make_problem(users: int, items: int, factors: int, seen: int, seed: int):
     return bundle, _Data(inter, user_ids, item_ids)
 
 
-class PeakRSS:
-    """Samples this process's RSS in the background; ``peak_mb`` after the block exits."""
-
-    def __init__(self, every: float = 0.02) -> None:
-        self.every, self.peak = every, 0
-        self._stop = threading.Event()
-        self._proc = psutil.Process()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._proc.memory_info().rss)
-            self._stop.wait(self.every)
-
-    def __enter__(self) -> "PeakRSS":
-        self.start_mb = self._proc.memory_info().rss / 2**20
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._proc.memory_info().rss)
-
-    @property
-    def peak_mb(self) -> float:
-        return self.peak / 2**20
-
-
 def time_engine(bundle, data, k: int, block_size: int, device: torch.device, out: Path) -> dict:
     prov = Provenance("bench", "0", "bench", dt.datetime.now(dt.timezone.utc))
     options = ScoreOptions(top_n=k, block_size=block_size)
-    with PeakRSS() as mem:
+    with PeakRss(interval=0.02, children=False) as mem:
         t0 = time.perf_counter()
         summary = write_topn(bundle, data, prov, out, options, device)
         seconds = time.perf_counter() - t0
@@ -189,7 +157,7 @@ def run_bench(args: argparse.Namespace) -> dict:
         "scores_per_second": round(args.users * args.items / eng["seconds"]),
         "rows_written": eng["rows"], "parquet_mb": round(eng["parquet_mb"], 1),
         "rss_before_mb": round(eng["rss_before_mb"], 1), "peak_rss_mb": round(eng["peak_rss_mb"], 1),
-        "max_rss_process_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "max_rss_process_mb": round(max_rss_mb(), 1),
         "gemm_topk_seconds": round(gemm, 3),
         "ratio_vs_gemm_topk": round(eng["seconds"] / gemm, 3),
         "spark_als_seconds": None if spark_s is None else round(spark_s, 3),

@@ -17,9 +17,7 @@ import logging
 import multiprocessing as mp
 import platform
 import queue
-import resource
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from recsys.measure import max_rss_mb
 from recsys.models.base import FitOptions, Interactions
 
 log = logging.getLogger(__name__)
@@ -90,12 +89,6 @@ def load_interactions(data: str | Path | None, seed: int = 0,
     return load_bench_data(data).data, str(data)
 
 
-def _peak_rss_mb() -> float:
-    # ru_maxrss is KiB on Linux, bytes on macOS.
-    scale = 1 if sys.platform == "darwin" else 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
-
-
 def train_family(name: str, params: dict[str, Any], data: Interactions, device: str = "cpu",
                  seed: int = 42, epochs: int | None = None) -> dict[str, Any]:
     """Fit one family on ``data`` in this process and return its benchmark row.
@@ -119,7 +112,7 @@ def train_family(name: str, params: dict[str, Any], data: Interactions, device: 
         "epochs": int(sum(m.get("sweeps", 1) for m in history)) if history else None,
         "samples_per_s": statistics.median(per_epoch) if per_epoch else len(data) / wall,
         "throughput": "loop samples/s" if per_epoch else "fit rows/s",
-        "wall_s": wall, "peak_rss_mb": _peak_rss_mb(), "torch_threads": torch.get_num_threads(),
+        "wall_s": wall, "peak_rss_mb": max_rss_mb(), "torch_threads": torch.get_num_threads(),
     }
 
 
