@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -50,14 +49,18 @@ def _safe_ds(context: dict[str, Any]) -> str | None:
 
 
 def _recsys_home() -> Path:
-    return Path(os.environ.get("RECSYS_HOME", "var")).resolve()
+    from recsys.config import recsys_home  # task-time import: keeps DAG parsing light
+
+    return recsys_home()
 
 
 def raw_logs_present(ds: str) -> bool:
     """True once ``<landing>/interactions/ds=<ds>/`` holds at least one visible data file."""
     from recsys.config import load_config  # task-time import: keeps DAG parsing light
+    from recsys.io import partition_path
+    from recsys.schema import INTERACTIONS
 
-    folder = load_config(validate_models=False).paths.landing / "interactions" / f"ds={ds}"
+    folder = partition_path(load_config().paths.landing, INTERACTIONS, ds)
     files = [p for p in folder.glob("*") if p.is_file() and not p.name.startswith((".", "_"))]
     log.info("raw logs for ds=%s in %s: %d file(s)", ds, folder, len(files))
     return bool(files)

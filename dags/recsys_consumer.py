@@ -46,7 +46,7 @@ with DAG(
     def refresh(triggering_asset_events=None) -> dict[str, object]:
         """Refresh the exports from the table the triggering publish wrote."""
         from recsys.config import load_config
-        from recsys.exports import refresh_exports
+        from recsys.steps.export import refresh_exports
 
         for event in (triggering_asset_events or {}).get(RECOMMENDATIONS, []):
             print(f"triggered by {event.source_dag_id}/{event.source_run_id} at {event.timestamp}")

@@ -44,8 +44,8 @@ if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _recsys_dag_support import (  # noqa: E402
     DS_PATTERN,
-    RECOMMENDATIONS_ASSET,
     FAMILIES,
+    RECOMMENDATIONS_ASSET,
     deadline_missed,
     raw_logs_present,
     record_failure,

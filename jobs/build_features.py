@@ -20,12 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from recsys.etl.features_job import run_features
-    from recsys.spark import get_spark
+    from recsys.steps.features import features_ds
 
-    cfg = setup(args)
-    spark = get_spark("features", cfg.spark, master=args.master)
-    run_features(spark, cfg, args.ds, args.warehouse or cfg.paths.warehouse)
+    features_ds(setup(args), args.ds, args.warehouse, master=args.master)
     return 0
 
 

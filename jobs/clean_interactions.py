@@ -22,13 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from recsys.etl.clean_job import run_clean
-    from recsys.spark import get_spark
+    from recsys.steps.clean import clean_ds
 
-    cfg = setup(args)
-    spark = get_spark("clean", cfg.spark, master=args.master)
-    run_clean(spark, cfg, args.ds, args.landing or cfg.paths.landing,
-              args.warehouse or cfg.paths.warehouse)
+    clean_ds(setup(args), args.ds, args.landing, args.warehouse, master=args.master)
     return 0
 
 

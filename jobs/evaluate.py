@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     cfg = setup(args)
-    from recsys.train.nightly import evaluate_families
+    from recsys.steps.evaluate import evaluate_families
 
     families = args.models.split(",") if args.models else list(cfg.train.models)
     for family, d in evaluate_families(cfg, args.ds, families).items():

@@ -26,8 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     cfg = setup(args)
-    from recsys.score.job import publish_ds, validate_ds
-    from recsys.score.validate import TableRejected
+    from recsys.steps.publish import TableRejected, publish_ds, validate_ds
 
     try:
         if args.validate_only:

@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     cfg = setup(args, {"score.model": args.model} if args.model else None)
-    from recsys.score.job import score_ds
+    from recsys.steps.score import score_ds
 
     print(f"staged {score_ds(cfg, args.ds)}")
     return 0

@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     cfg = setup(args)
-    from recsys.train.nightly import train_families
+    from recsys.steps.train import train_families
 
     families = args.models.split(",") if args.models else list(cfg.train.models)
     for r in train_families(cfg, args.ds, families, epochs=args.epochs):

@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from recsys.model_params import validate_params
+from recsys.schema import STAGING
 
 DEFAULT_CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -34,7 +37,7 @@ class PathsConfig(_Frozen):
     @property
     def staging(self) -> Path:
         """Where tables are written before an atomic publish (hidden from partition discovery)."""
-        return self.warehouse / "_staging"
+        return self.warehouse / STAGING
 
 
 class SparkConfig(_Frozen):
@@ -121,31 +124,30 @@ class Config(_Frozen):
     score: ScoreConfig = ScoreConfig()
     publish: PublishConfig = PublishConfig()
     mlflow: MlflowConfig
-    # Per-family model settings from conf/models/<name>.yaml, validated by the model registry.
-    models: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Per-family hyper-parameters from conf/models/<name>.yaml, typed (recsys.model_params).
+    models: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("models")
     @classmethod
-    def _known_models(cls, v: dict[str, dict[str, Any]], info: ValidationInfo) -> dict[str, dict[str, Any]]:
-        # Model config classes live beside the models (torch); callers that only need paths
-        # (the DAG's sensor) skip this with load_config(validate_models=False).
-        if not (info.context or {}).get("validate_models", True):
-            return v
-        from recsys.models.registry import validate_model_config
+    def _typed_models(cls, v: dict[str, Any]) -> dict[str, BaseModel]:
+        return {name: validate_params(name, params) for name, params in v.items()}
 
-        for name, params in v.items():
-            validate_model_config(name, params)
-        return v
+    def model(self, name: str) -> BaseModel:
+        """Family ``name``'s typed hyper-parameters (the family's defaults when not configured)."""
+        return self.models.get(name) or validate_params(name, None)
 
     def model_params(self, name: str) -> dict[str, Any]:
-        """The raw params for model family ``name`` (validated at load time)."""
-        from recsys.models.registry import validate_model_config
+        """Family ``name``'s hyper-parameters as plain values (for logging)."""
+        return self.model(name).model_dump()
 
-        return validate_model_config(name, self.models.get(name, {})).model_dump()
+
+# Where everything of the embedded default lives when $RECSYS_HOME is not set.
+DEFAULT_HOME = "var"
 
 
 def recsys_home() -> Path:
-    return Path(os.environ.get("RECSYS_HOME", "var")).resolve()
+    """``$RECSYS_HOME`` (default ``./var``), absolute."""
+    return Path(os.environ.get("RECSYS_HOME", DEFAULT_HOME)).resolve()
 
 
 _VAR = re.compile(r"\$\{RECSYS_HOME\}")
@@ -200,14 +202,12 @@ def load_config(
     env: str | None = None,
     overrides: dict[str, Any] | None = None,
     conf_dir: Path | str | None = None,
-    validate_models: bool = True,
 ) -> Config:
     """Load and validate the configuration.
 
     ``env`` defaults to ``$RECSYS_ENV`` or ``local``; ``conf_dir`` to ``$RECSYS_CONF`` or the
     repository's ``conf/``. ``overrides`` maps dotted keys (``"score.top_n"``) to values.
-    ``validate_models=False`` skips validating ``conf/models`` (which imports torch); model
-    params are still validated when read through :meth:`Config.model_params`.
+    Model hyper-parameters are validated here too, without importing a model (or torch).
     """
     conf_dir = Path(conf_dir or os.environ.get("RECSYS_CONF") or DEFAULT_CONF_DIR)
     env = env or os.environ.get("RECSYS_ENV", "local")
@@ -222,6 +222,6 @@ def load_config(
         _apply_override(raw, key, value)
     raw = _expand(raw, str(recsys_home()))
     try:
-        return Config.model_validate(raw, context={"validate_models": validate_models})
+        return Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"invalid configuration ({conf_dir}, env={env}):\n{exc}") from exc

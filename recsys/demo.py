@@ -17,6 +17,10 @@ import sys
 import time
 from pathlib import Path
 
+from recsys.config import DEFAULT_HOME
+from recsys.io import partition_path
+from recsys.schema import RECOMMENDATIONS
+
 _TASK_EVENT = re.compile(r"\[DAG TEST\] (?P<what>starting|end task) task_id=(?P<task>\S+)")
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DS = "2026-11-21"
@@ -56,7 +60,7 @@ def run_dag(env: dict[str, str], ds: str, conf: dict) -> None:
 def summarize(warehouse: Path, ds: str, mlflow_uri: str, artifacts: str) -> None:
     import duckdb
 
-    part = warehouse / "recommendations" / f"ds={ds}"
+    part = partition_path(warehouse, RECOMMENDATIONS, ds)
     if not (part / "_SUCCESS").exists():
         raise SystemExit(f"no published partition at {part}")
     con = duckdb.connect()
@@ -94,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--top-n", type=int, default=10)
     args = p.parse_args(argv)
 
-    os.environ.setdefault("RECSYS_HOME", str(REPO / "var"))
+    os.environ.setdefault("RECSYS_HOME", str(REPO / DEFAULT_HOME))
     from recsys.config import load_config
     from recsys.data.generator import generate_landing
     from recsys.localenv import airflow_env, ensure_db

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from recsys.config import recsys_home
+
 # Not 8793: that is Airflow's default worker log server port, which the scheduler itself binds
 # (LocalExecutor). The log server gets ``port + 1``.
 DEFAULT_PORT = 8780
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("action", choices=["env", "init"])
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
-    p.add_argument("--home", type=Path, default=Path(os.environ.get("RECSYS_HOME", "var")))
+    p.add_argument("--home", type=Path, default=recsys_home())
     p.add_argument("--repo", type=Path, default=Path(__file__).resolve().parent.parent)
     args = p.parse_args(argv)
     env = airflow_env(args.home, args.repo, port=args.port)

@@ -1,14 +1,24 @@
-"""The one place that names tables, columns and their Spark/Arrow types."""
+"""The one place that names tables, columns and their Spark/Arrow types.
+
+Spark types are built on demand (``schema.CLEAN_INTERACTIONS`` imports pyspark on first use), so
+the torch- and Spark-free parts of the library (publish, the training-set reader) can import the
+names without loading pyspark.
+"""
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import pyarrow as pa
-from pyspark.sql import types as T
 
 # Table names: folders under the warehouse root, each partitioned by `ds`.
 INTERACTIONS = "interactions"
 QUARANTINE = "quarantine"
 TRAINING_SET = "training_set"
 RECOMMENDATIONS = "recommendations"
+# Writers stage tables here before an atomic publish; the leading `_` hides it from Hive-style
+# partition discovery (Spark, DuckDB, pyarrow).
+STAGING = "_staging"
 ITEMS = "items"
 USERS = "users"
 
@@ -18,63 +28,79 @@ DS_FORMAT = "%Y-%m-%d"
 # Raw-log contract: the fields producers send. Everything else is kept in `raw` for quarantine.
 RAW_FIELDS = ("event_id", "user_id", "item_id", "event_type", "value", "ts")
 
-# Clean interactions, one row per distinct event_id.
-CLEAN_INTERACTIONS = T.StructType(
-    [
-        T.StructField("event_id", T.StringType(), False),
-        T.StructField("user_id", T.StringType(), False),
+_SPARK_SCHEMAS = ('CLEAN_INTERACTIONS', 'QUARANTINE_ROWS', 'TRAINING_ROWS', 'USER_MAP', 'ITEM_MAP', 'ITEM_CATALOG', 'USER_PROFILES')
+
+
+@functools.cache
+def _spark_schemas() -> dict[str, Any]:
+    from pyspark.sql import types as T
+
+    # Clean interactions, one row per distinct event_id.
+    CLEAN_INTERACTIONS = T.StructType(
+        [
+            T.StructField("event_id", T.StringType(), False),
+            T.StructField("user_id", T.StringType(), False),
+            T.StructField("item_id", T.StringType(), False),
+            T.StructField("event_type", T.StringType(), False),
+            T.StructField("value", T.DoubleType(), True),
+            T.StructField("weight", T.DoubleType(), False),
+            T.StructField("ts", T.TimestampType(), False),
+        ]
+    )
+
+    # Rejected rows: the raw record as text plus a reason code from QuarantineReason.
+    QUARANTINE_ROWS = T.StructType(
+        [
+            T.StructField("reason", T.StringType(), False),
+            T.StructField("source_file", T.StringType(), True),
+            T.StructField("raw", T.StringType(), True),
+        ]
+    )
+
+    # Training set: dense integer indices (0..n-1) plus the maps back to external ids.
+    TRAINING_ROWS = T.StructType(
+        [
+            T.StructField("user_idx", T.IntegerType(), False),
+            T.StructField("item_idx", T.IntegerType(), False),
+            T.StructField("weight", T.FloatType(), False),
+            T.StructField("rating", T.FloatType(), True),
+            T.StructField("ts", T.TimestampType(), False),
+        ]
+    )
+    USER_MAP = T.StructType(
+        [T.StructField("user_idx", T.IntegerType(), False), T.StructField("user_id", T.StringType(), False)]
+    )
+    ITEM_MAP = T.StructType(
+        [T.StructField("item_idx", T.IntegerType(), False), T.StructField("item_id", T.StringType(), False)]
+    )
+
+    # Side inputs, as the clean step writes them to the `items` and `users` tables.
+    ITEM_CATALOG = T.StructType([
         T.StructField("item_id", T.StringType(), False),
-        T.StructField("event_type", T.StringType(), False),
-        T.StructField("value", T.DoubleType(), True),
-        T.StructField("weight", T.DoubleType(), False),
-        T.StructField("ts", T.TimestampType(), False),
-    ]
-)
+        T.StructField("title", T.StringType(), True),
+        T.StructField("genres", T.ArrayType(T.StringType()), True),
+        T.StructField("tags", T.ArrayType(T.StringType()), True),
+        T.StructField("year", T.DoubleType(), True),
+        T.StructField("price", T.DoubleType(), True),
+        T.StructField("available", T.BooleanType(), False),
+        T.StructField("description", T.StringType(), True),
+    ])
+    USER_PROFILES = T.StructType([
+        T.StructField("user_id", T.StringType(), False),
+        T.StructField("age", T.DoubleType(), True),
+        T.StructField("gender", T.StringType(), True),
+        T.StructField("occupation", T.StringType(), True),
+        T.StructField("region", T.StringType(), True),
+    ])
+    return {name: value for name, value in locals().items() if name in _SPARK_SCHEMAS}
 
-# Rejected rows: the raw record as text plus a reason code from QuarantineReason.
-QUARANTINE_ROWS = T.StructType(
-    [
-        T.StructField("reason", T.StringType(), False),
-        T.StructField("source_file", T.StringType(), True),
-        T.StructField("raw", T.StringType(), True),
-    ]
-)
 
-# Training set: dense integer indices (0..n-1) plus the maps back to external ids.
-TRAINING_ROWS = T.StructType(
-    [
-        T.StructField("user_idx", T.IntegerType(), False),
-        T.StructField("item_idx", T.IntegerType(), False),
-        T.StructField("weight", T.FloatType(), False),
-        T.StructField("rating", T.FloatType(), True),
-        T.StructField("ts", T.TimestampType(), False),
-    ]
-)
-USER_MAP = T.StructType(
-    [T.StructField("user_idx", T.IntegerType(), False), T.StructField("user_id", T.StringType(), False)]
-)
-ITEM_MAP = T.StructType(
-    [T.StructField("item_idx", T.IntegerType(), False), T.StructField("item_id", T.StringType(), False)]
-)
+def __getattr__(name: str) -> Any:
+    # Module-level attribute hook (PEP 562): the Spark StructTypes, built on first access.
+    if name in _SPARK_SCHEMAS:
+        return _spark_schemas()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-# Side inputs, as the clean step writes them to the `items` and `users` tables.
-ITEM_CATALOG = T.StructType([
-    T.StructField("item_id", T.StringType(), False),
-    T.StructField("title", T.StringType(), True),
-    T.StructField("genres", T.ArrayType(T.StringType()), True),
-    T.StructField("tags", T.ArrayType(T.StringType()), True),
-    T.StructField("year", T.DoubleType(), True),
-    T.StructField("price", T.DoubleType(), True),
-    T.StructField("available", T.BooleanType(), False),
-    T.StructField("description", T.StringType(), True),
-])
-USER_PROFILES = T.StructType([
-    T.StructField("user_id", T.StringType(), False),
-    T.StructField("age", T.DoubleType(), True),
-    T.StructField("gender", T.StringType(), True),
-    T.StructField("occupation", T.StringType(), True),
-    T.StructField("region", T.StringType(), True),
-])
 
 # The published top-N table: the product warehouse consumers read.
 RECOMMENDATIONS_ARROW = pa.schema(

@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from recsys import io
-from recsys.publish import MANIFEST, publish, read_table, verify_partition
 from recsys.schema import RECOMMENDATIONS_ARROW
-from recsys.score.run import pending_path
+from recsys.score.engine import pending_path
+from recsys.score.publish import MANIFEST, publish, read_table, verify_partition
 from recsys.score.validate import Reference, TableRejected
 
 TS = dt.datetime(2024, 3, 2, 4, 0, tzinfo=dt.timezone.utc)

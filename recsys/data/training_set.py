@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from recsys import io
-from recsys.models.base import Interactions
+from recsys.interactions import Interactions, leave_last_k_out
 from recsys.schema import TRAINING_SET
 
 DQ_SUMMARY_FILE = "_dq_summary.json"
@@ -101,3 +101,8 @@ def load_training_set(warehouse: Path | str, ds: str) -> TrainingSet:
     dq_file = path / DQ_SUMMARY_FILE
     dq = json.loads(dq_file.read_text()) if dq_file.exists() else None
     return TrainingSet(interactions, user_ids, item_ids, available, dq, path)
+
+
+def holdout_split(ts: TrainingSet) -> tuple[Interactions, Interactions]:
+    """(train, holdout): each user's latest interaction is held out, when they have two or more."""
+    return leave_last_k_out(ts.interactions, k=1)

@@ -1,23 +1,6 @@
-"""Evaluation: splits, metrics, protocols, the champion/challenger gate, the quality benchmark.
+"""Evaluation services: protocols (:mod:`~recsys.evaluate.protocol`), the champion/challenger gate
+(:mod:`~recsys.evaluate.gate`) and the Spark ranking metrics (:mod:`~recsys.evaluate.spark_metrics`).
 
-Public names are re-exported lazily so that ``import recsys.evaluate.metrics`` (numpy only) or
-``recsys.evaluate.spark_metrics`` does not pull in torch through the model contract.
+The ranking metrics themselves (numpy) are on the ground floor, :mod:`recsys.metrics`, because
+early stopping in the models uses them too.
 """
-from __future__ import annotations
-
-import importlib
-
-_EXPORTS = {
-    "GateDecision": "recsys.evaluate.gate",
-    "decide": "recsys.evaluate.gate",
-    "evaluate_model": "recsys.evaluate.protocol",
-    "sampled_protocol": "recsys.evaluate.protocol",
-    "ranking_metrics": "recsys.evaluate.metrics",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """The champion/challenger gate: a pure decision, no MLflow in here.
 
-``recsys.train.run`` evaluates the challenger and the current champion on the same held-out data,
+``recsys.tracking`` evaluates the challenger and the current champion on the same held-out data,
 calls :func:`decide`, moves the ``champion`` alias when told to, and logs the decision.
 """
 from __future__ import annotations

@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from recsys.evaluate import metrics as M
-from recsys.models.base import Interactions, Recommender
+from recsys import metrics as M
+from recsys.interactions import Interactions
+from recsys.models.base import Recommender
 
 
 def predicts_ratings(model: Recommender) -> bool:

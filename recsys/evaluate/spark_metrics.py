@@ -1,4 +1,4 @@
-"""The ranking metrics of :mod:`recsys.evaluate.metrics`, computed with Spark DataFrames.
+"""The ranking metrics of :mod:`recsys.metrics`, computed with Spark DataFrames.
 
 Same definitions, same keys (``"precision@10"``, ...), averaged over the users of ``relevant``
 (a user without recommendations counts as all misses), so the published long-format top-N table

@@ -11,21 +11,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
-from recsys.models.base import FitOptions, Interactions, Recommender
-
-
-class ALSSparkConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    factors: int = Field(64, ge=1)
-    max_iter: int = Field(15, ge=1)
-    reg: float = Field(0.1, ge=0)
-    alpha: float = Field(1.0, ge=0)
-    implicit: bool = True
-    blocks: int = Field(2, ge=1)
-    spark_master: str = "local[2]"
+from recsys.interactions import Interactions
+from recsys.models.base import FitOptions, Recommender
 
 
 def _spark(options: FitOptions, master: str):

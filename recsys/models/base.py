@@ -15,76 +15,34 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-
-class TrainingDataError(ValueError):
-    """The training data cannot train a model (empty, a single user or item, bad indices)."""
+from recsys.interactions import Interactions
 
 
-@dataclasses.dataclass(frozen=True)
-class Interactions:
-    """A user x item interaction log with dense integer indices.
+def top_n(scores: torch.Tensor, n: int, mask_rows: np.ndarray | None = None,
+          mask_cols: np.ndarray | None = None, items: np.ndarray | None = None
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``n`` columns of each row of ``scores``, best first: (int64 items, float32 scores).
 
-    ``weight`` is the implicit confidence; ``rating`` the explicit value where there is one
-    (NaN otherwise). Optional side features are dense float32 matrices aligned with the indices.
+    The one top-N primitive (the contract's ``recommend`` and the batch scorers both use it).
+    Masked cells are set to -inf in place first; ``items`` maps column positions to item indices.
+    Where fewer than ``n`` items remain (masked, -inf, or a small catalog) the tail holds item -1
+    and score -inf.
     """
-
-    user_idx: np.ndarray  # int64, shape (n,)
-    item_idx: np.ndarray  # int64, shape (n,)
-    weight: np.ndarray  # float32, shape (n,)
-    n_users: int
-    n_items: int
-    rating: np.ndarray | None = None  # float32, shape (n,), NaN where absent
-    ts: np.ndarray | None = None  # int64 epoch seconds, shape (n,)
-    user_features: np.ndarray | None = None  # float32, (n_users, f_u)
-    item_features: np.ndarray | None = None  # float32, (n_items, f_i)
-
-    def __post_init__(self) -> None:
-        n = len(self.user_idx)
-        if len(self.item_idx) != n or len(self.weight) != n:
-            raise TrainingDataError("user_idx, item_idx and weight must have the same length")
-        if n and (self.user_idx.min() < 0 or self.user_idx.max() >= self.n_users):
-            raise TrainingDataError(f"user_idx outside 0..{self.n_users - 1}")
-        if n and (self.item_idx.min() < 0 or self.item_idx.max() >= self.n_items):
-            raise TrainingDataError(f"item_idx outside 0..{self.n_items - 1}")
-
-    def __len__(self) -> int:
-        return len(self.user_idx)
-
-    def check_trainable(self) -> None:
-        """Raise a clear error before training on data that cannot train a model."""
-        if len(self) == 0:
-            raise TrainingDataError("the training set is empty")
-        if len(np.unique(self.user_idx)) < 2:
-            raise TrainingDataError("the training set has a single user; need at least two")
-        if len(np.unique(self.item_idx)) < 2:
-            raise TrainingDataError("the training set has a single item; need at least two")
-
-    def csr(self, values: str = "ones") -> sp.csr_matrix:
-        """Sparse user x item matrix; duplicates are summed (``values``: ones|weight|rating)."""
-        data = {
-            "ones": np.ones(len(self), dtype=np.float32),
-            "weight": self.weight.astype(np.float32),
-            "rating": None if self.rating is None else self.rating.astype(np.float32),
-        }[values]
-        if data is None:
-            raise TrainingDataError("this data has no explicit ratings")
-        m = sp.csr_matrix(
-            (data, (self.user_idx, self.item_idx)), shape=(self.n_users, self.n_items)
-        )
-        m.sum_duplicates()
-        return m
-
-    def subset(self, mask: np.ndarray) -> "Interactions":
-        """The rows where ``mask`` holds, same index space and features."""
-        pick = lambda a: None if a is None else a[mask]  # noqa: E731
-        return dataclasses.replace(
-            self,
-            user_idx=self.user_idx[mask],
-            item_idx=self.item_idx[mask],
-            weight=self.weight[mask],
-            rating=pick(self.rating),
-            ts=pick(self.ts),
-        )
+    if mask_rows is not None and len(mask_rows):
+        rows = torch.from_numpy(mask_rows).to(scores.device, non_blocking=True)
+        cols = torch.from_numpy(mask_cols).to(scores.device, non_blocking=True)
+        scores[rows, cols] = -torch.inf
+    vals, idx = torch.topk(scores, min(n, scores.shape[1]), dim=1, sorted=True)
+    vals = vals.float().cpu().numpy()
+    idx = idx.cpu().numpy().astype(np.int64)
+    if items is not None:
+        idx = items[idx]
+    idx[np.isneginf(vals)] = -1
+    if idx.shape[1] < n:
+        pad = n - idx.shape[1]
+        idx = np.pad(idx, ((0, 0), (0, pad)), constant_values=-1)
+        vals = np.pad(vals, ((0, 0), (0, pad)), constant_values=-np.inf)
+    return idx, vals.astype(np.float32, copy=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,18 +120,11 @@ class Recommender(abc.ABC):
         """
         user_idx = np.asarray(user_idx, dtype=np.int64)
         scores = torch.from_numpy(np.ascontiguousarray(self.score_users(user_idx), dtype=np.float32))
+        rows = cols = None
         if exclude_seen and self._seen is not None:
             seen = self._seen[user_idx].tocoo()
-            scores[torch.from_numpy(seen.row.astype(np.int64)), torch.from_numpy(seen.col.astype(np.int64))] = -torch.inf
-        k = min(n, self.n_items)
-        top = torch.topk(scores, k, dim=1)
-        items, vals = top.indices.numpy(), top.values.numpy()
-        items = np.where(np.isneginf(vals), -1, items)
-        if k < n:
-            pad = n - k
-            items = np.pad(items, ((0, 0), (0, pad)), constant_values=-1)
-            vals = np.pad(vals, ((0, 0), (0, pad)), constant_values=-np.inf)
-        return items.astype(np.int64), vals.astype(np.float32)
+            rows, cols = seen.row.astype(np.int64), seen.col.astype(np.int64)
+        return top_n(scores, n, rows, cols)
 
     def _score_pairs_by_user(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         """``score`` for models that only score whole users: one score block per distinct user."""

@@ -6,18 +6,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
-from recsys.models.base import FitOptions, Interactions, Recommender
-
-
-class _Cfg(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PopularityConfig(_Cfg):
-    # "count": distinct users per item; "weight": summed interaction weight.
-    by: str = Field("count", pattern="^(count|weight)$")
+from recsys.interactions import Interactions
+from recsys.models.base import FitOptions, Recommender
 
 
 class Popularity(Recommender):
@@ -72,11 +63,6 @@ class _ItemItem(Recommender):
         self.weights = state["weights"]
 
 
-class ItemKNNConfig(_Cfg):
-    neighbors: int = Field(100, ge=1)
-    shrinkage: float = Field(10.0, ge=0)
-
-
 class ItemKNN(_ItemItem):
     """Item-based kNN: cosine similarity ``x_i.x_j / (|x_i||x_j| + shrinkage)``, top neighbours."""
 
@@ -101,10 +87,6 @@ def _top_per_column(sim: np.ndarray, k: int) -> sp.csr_matrix:
     vals = sim[rows, cols]
     keep = vals > 0
     return sp.csr_matrix((vals[keep], (rows[keep], cols[keep])), shape=sim.shape, dtype=np.float32)
-
-
-class EASEConfig(_Cfg):
-    l2: float = Field(500.0, gt=0)
 
 
 class EASE(_ItemItem):

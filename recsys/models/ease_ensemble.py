@@ -22,28 +22,13 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
-from recsys.models.base import FitOptions, Interactions, Recommender
-from recsys.models.ease_hybrid import EASEHybrid, EASEHybridConfig, activity_scale
+from recsys.interactions import Interactions
+from recsys.models.base import FitOptions, Recommender
+from recsys.models.ease_hybrid import EASEHybrid, activity_scale
 
 log = logging.getLogger(__name__)
 FEATURES = ("item_side", "user_side", "log_rank", "popularity")
-
-
-class EASEEnsembleConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    item_side: EASEHybridConfig = EASEHybridConfig()
-    user_l2: float = Field(200.0, gt=0)
-    activity_power: float = Field(0.25, ge=0)
-    candidates: int = Field(100, ge=1)
-    validation_fraction: float = Field(0.2, gt=0, lt=1)
-    blend_l2: float = Field(1e-3, ge=0)
-    # Four weights learned from fewer users than this are noise: keep the item side alone.
-    min_validation_users: int = Field(100, ge=1)
-    # The user side inverts an n_users x n_users matrix; above this it is left out (weight 0).
-    max_users: int = Field(20000, ge=2)
 
 
 def user_side_weights(seen: sp.csr_matrix, l2: float, power: float,
@@ -176,6 +161,6 @@ def fit_listwise(x: torch.Tensor, y: torch.Tensor, l2: float) -> np.ndarray:
 
 
 def _carve(train: Interactions, fraction: float, seed: int) -> tuple[Interactions, Interactions]:
-    from recsys.evaluate.splits import validation_split
+    from recsys.interactions import validation_split
 
     return validation_split(train, fraction=fraction, seed=seed + 1)

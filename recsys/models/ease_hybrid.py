@@ -16,18 +16,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
-from recsys.models.base import FitOptions, Interactions, Recommender
-
-
-class EASEHybridConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    l2: float = Field(500.0, gt=0)
-    item_feature_weight: float = Field(3.0, ge=0)
-    user_feature_weight: float = Field(1.0, ge=0)
-    activity_power: float = Field(0.25, ge=0)
+from recsys.interactions import Interactions
+from recsys.models.base import FitOptions, Recommender
 
 
 def activity_scale(seen: sp.csr_matrix, power: float) -> np.ndarray:

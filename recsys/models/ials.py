@@ -12,27 +12,15 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
+from recsys.interactions import Interactions
+from recsys.model_params import IALSConfig
 from recsys.models._validation import validator
-from recsys.models.base import FitOptions, Interactions, Recommender
-from recsys.train.loop import fit_epochs
+from recsys.models.base import FitOptions, Recommender
+from recsys.models.loop import fit_epochs
 
 # Outer products materialized per block: nnz_in_block * factors^2 floats stays near this.
 _BLOCK_FLOATS = 1 << 22
-
-
-class IALSConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    factors: int = Field(64, ge=1)
-    epochs: int = Field(15, ge=1)
-    alpha: float = Field(1.0, ge=0)
-    unobserved_weight: float = Field(0.1, gt=0)
-    reg: float = Field(0.01, ge=0)
-    reg_exponent: float = Field(1.0, ge=0)
-    init_std: float = Field(0.1, gt=0)
-    patience: int = Field(3, ge=1)
 
 
 class _Factors(torch.nn.Module):

@@ -5,23 +5,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
+from recsys.interactions import Interactions
+from recsys.model_params import BPRConfig
 from recsys.models._sampling import NegativeSampler
 from recsys.models._validation import validator
-from recsys.models.base import FitOptions, Interactions, Recommender
-from recsys.train.loop import autocast, epoch_generator, fit_epochs
-
-
-class BPRConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    factors: int = Field(64, ge=1)
-    epochs: int = Field(30, ge=1)
-    batch_size: int = Field(8192, ge=1)
-    lr: float = Field(0.01, gt=0)
-    weight_decay: float = Field(1e-5, ge=0)
-    patience: int = Field(5, ge=1)
+from recsys.models.base import FitOptions, Recommender
+from recsys.models.loop import autocast, epoch_generator, fit_epochs
 
 
 class _BPRModule(torch.nn.Module):

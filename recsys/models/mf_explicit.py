@@ -17,32 +17,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
+from recsys.interactions import Interactions, TrainingDataError
+from recsys.model_params import ExplicitMFConfig
 from recsys.models._gibbs import gibbs_biased_mf
-from recsys.models.base import FitOptions, Interactions, Recommender, TrainingDataError
-from recsys.train.loop import autocast, epoch_generator, fit_epochs
-
-
-class ExplicitMFConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    solver: str = Field("gibbs", pattern="^(gibbs|sgd)$")
-    factors: int = Field(10, ge=1)
-    # gibbs: sweeps in all, the first burn_in discarded, at most keep factor samples stored.
-    sweeps: int = Field(250, ge=1)
-    burn_in: int = Field(20, ge=0)
-    keep: int = Field(64, ge=1)
-    # gibbs: SVD++-style implicit term (which items a user rated, which users rated an item).
-    implicit: bool = True
-    # sgd only from here on
-    epochs: int = Field(40, ge=1)
-    batch_size: int = Field(1024, ge=1)
-    lr: float = Field(0.005, gt=0)
-    # L2 on the factors and biases touched by each rating (scaled per sample, as SGD-MF does).
-    reg: float = Field(0.05, ge=0)
-    init_std: float = Field(0.01, gt=0)
-    patience: int = Field(3, ge=1)
+from recsys.models.base import FitOptions, Recommender
+from recsys.models.loop import autocast, epoch_generator, fit_epochs
 
 
 class _ExplicitModule(torch.nn.Module):

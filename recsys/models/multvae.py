@@ -11,26 +11,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 
+from recsys.interactions import Interactions
+from recsys.model_params import MultVAEConfig
 from recsys.models._validation import validator
-from recsys.models.base import FitOptions, Interactions, Recommender
-from recsys.train.loop import autocast, epoch_generator, fit_epochs
-
-
-class MultVAEConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    hidden: int = Field(600, ge=1)
-    latent: int = Field(200, ge=1)
-    dropout: float = Field(0.5, ge=0, lt=1)
-    beta_max: float = Field(0.2, ge=0)
-    anneal_steps: int = Field(2000, ge=1)  # optimizer steps to reach beta_max
-    epochs: int = Field(200, ge=1)
-    batch_size: int = Field(256, ge=1)
-    lr: float = Field(0.001, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    patience: int = Field(20, ge=1)
+from recsys.models.base import FitOptions, Recommender
+from recsys.models.loop import autocast, epoch_generator, fit_epochs
 
 
 class _VAE(torch.nn.Module):

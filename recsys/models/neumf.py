@@ -9,25 +9,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
+from recsys.interactions import Interactions
+from recsys.model_params import NeuMFConfig
 from recsys.models._sampling import NegativeSampler
 from recsys.models._validation import validator
-from recsys.models.base import FitOptions, Interactions, Recommender
-from recsys.train.loop import autocast, epoch_generator, fit_epochs
-
-
-class NeuMFConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    factors: int = Field(32, ge=1)  # GMF size; the MLP's embeddings are 2x this
-    mlp_layers: tuple[int, ...] = (64, 32, 16)
-    epochs: int = Field(20, ge=1)
-    negatives: int = Field(4, ge=1)
-    batch_size: int = Field(4096, ge=1)
-    lr: float = Field(0.001, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    patience: int = Field(3, ge=1)
+from recsys.models.base import FitOptions, Recommender
+from recsys.models.loop import autocast, epoch_generator, fit_epochs
 
 
 class _NeuMF(torch.nn.Module):

@@ -1,67 +1,55 @@
-"""Model families by name: their config class and model class, imported lazily."""
+"""Model families by name: the model class of each, imported lazily (torch loads on first use).
+
+The hyper-parameter classes live in :mod:`recsys.model_params` (validated with the config).
+"""
 from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-# name -> "module:ConfigClass:ModelClass" (imported on first use to keep imports light)
+from recsys.model_params import (
+    PARAMS,
+    UnknownModelError,
+    model_names,
+    params_class,
+    validate_params,
+)
+
+# name -> "module:ModelClass" (imported on first use to keep imports light)
 FAMILIES: dict[str, str] = {
-    "mf_bpr": "recsys.models.mf:BPRConfig:BPRMF",
-    "mf_explicit": "recsys.models.mf_explicit:ExplicitMFConfig:ExplicitMF",
-    "ials": "recsys.models.ials:IALSConfig:IALS",
-    "neumf": "recsys.models.neumf:NeuMFConfig:NeuMF",
-    "multvae": "recsys.models.multvae:MultVAEConfig:MultVAE",
-    "two_tower": "recsys.models.two_tower:TwoTowerConfig:TwoTower",
-    "popularity": "recsys.models.baselines:PopularityConfig:Popularity",
-    "itemknn": "recsys.models.baselines:ItemKNNConfig:ItemKNN",
-    "ease": "recsys.models.baselines:EASEConfig:EASE",
-    "ease_hybrid": "recsys.models.ease_hybrid:EASEHybridConfig:EASEHybrid",
-    "ease_ensemble": "recsys.models.ease_ensemble:EASEEnsembleConfig:EASEEnsemble",
-    "als_spark": "recsys.models.als_spark:ALSSparkConfig:ALSSpark",
+    "mf_bpr": "recsys.models.mf:BPRMF",
+    "mf_explicit": "recsys.models.mf_explicit:ExplicitMF",
+    "ials": "recsys.models.ials:IALS",
+    "neumf": "recsys.models.neumf:NeuMF",
+    "multvae": "recsys.models.multvae:MultVAE",
+    "two_tower": "recsys.models.two_tower:TwoTower",
+    "popularity": "recsys.models.baselines:Popularity",
+    "itemknn": "recsys.models.baselines:ItemKNN",
+    "ease": "recsys.models.baselines:EASE",
+    "ease_hybrid": "recsys.models.ease_hybrid:EASEHybrid",
+    "ease_ensemble": "recsys.models.ease_ensemble:EASEEnsemble",
+    "als_spark": "recsys.models.als_spark:ALSSpark",
 }
+assert FAMILIES.keys() == PARAMS.keys(), "every family needs a model class and a params class"
+
+__all__ = ["FAMILIES", "UnknownModelError", "build_model", "model_class", "model_names",
+           "validate_model_config"]
 
 
-class UnknownModelError(ValueError):
-    """No model family has this name."""
+def model_class(name: str) -> type:
+    params_class(name)  # unknown names fail here, with the list of known ones
+    module, cls = FAMILIES[name].split(":")
+    return getattr(importlib.import_module(module), cls)
 
 
-def _resolve(name: str) -> tuple[type[BaseModel], type]:
-    try:
-        spec = FAMILIES[name]
-    except KeyError:
-        raise UnknownModelError(
-            f"unknown model family {name!r}; known: {', '.join(sorted(FAMILIES))}"
-        ) from None
-    module, cfg, cls = spec.split(":")
-    mod = importlib.import_module(module)
-    return getattr(mod, cfg), getattr(mod, cls)
+def validate_model_config(name: str, params: Mapping[str, Any] | BaseModel | None) -> BaseModel:
+    """Family ``name``'s typed hyper-parameters (see :func:`recsys.model_params.validate_params`)."""
+    return validate_params(name, params)
 
 
-def validate_model_config(name: str, params: dict[str, Any] | BaseModel) -> BaseModel:
-    """Validate ``params`` against the family's config class (unknown keys are errors)."""
-    cfg_cls, _ = _resolve(name)
-    if isinstance(params, cfg_cls):
-        return params
-    if not isinstance(params, Mapping):
-        raise ValueError(
-            f"invalid config for model {name!r}: expected a mapping of settings, "
-            f"got {type(params).__name__}")
-    try:
-        return cfg_cls.model_validate(dict(params))
-    except ValidationError as exc:
-        raise ValueError(f"invalid config for model {name!r}:\n{exc}") from exc
-
-
-def build_model(name: str, params: dict[str, Any] | BaseModel | None = None):
-    """An unfitted model of family ``name`` with validated ``params``."""
-    cfg = validate_model_config(name, params or {})
-    _, model_cls = _resolve(name)
-    return model_cls(cfg)
-
-
-def model_names() -> list[str]:
-    """Every registered family name, sorted."""
-    return sorted(FAMILIES)
+def build_model(name: str, params: Mapping[str, Any] | BaseModel | None = None):
+    """An unfitted model of family ``name``; ``params`` typed (as in ``Config.models``) or raw."""
+    return model_class(name)(validate_params(name, params))

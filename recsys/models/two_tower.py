@@ -13,26 +13,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 
+from recsys.interactions import Interactions
+from recsys.model_params import TwoTowerConfig
 from recsys.models._validation import validator
-from recsys.models.base import FitOptions, Interactions, Recommender
-from recsys.train.loop import autocast, epoch_generator, fit_epochs
-
-
-class TwoTowerConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    dim: int = Field(64, ge=1)
-    hidden: int = Field(128, ge=1)
-    id_dropout: float = Field(0.3, ge=0, le=1)
-    temperature: float = Field(0.2, gt=0)
-    negatives: int = Field(512, ge=1)  # uniform item negatives shared by a batch
-    epochs: int = Field(20, ge=1)
-    batch_size: int = Field(1024, ge=1)
-    lr: float = Field(0.01, gt=0)
-    weight_decay: float = Field(1e-6, ge=0)
-    patience: int = Field(5, ge=1)
+from recsys.models.base import FitOptions, Recommender
+from recsys.models.loop import autocast, epoch_generator, fit_epochs
 
 
 def _tower(n: int, n_features: int, cfg: TwoTowerConfig) -> torch.nn.ModuleDict:

@@ -16,7 +16,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recsys.schema import RECOMMENDATIONS_ARROW, SOURCE_CONTENT, SOURCE_MODEL, SOURCE_POPULAR
+from recsys.schema import (
+    RECOMMENDATIONS_ARROW,
+    SOURCE_CONTENT,
+    SOURCE_MODEL,
+    SOURCE_POPULAR,
+)
 
 # Source codes carried per user in a block (index into SOURCES).
 SOURCES = (SOURCE_MODEL, SOURCE_POPULAR, SOURCE_CONTENT)

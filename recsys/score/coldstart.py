@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from recsys.models.base import Interactions, Recommender
+from recsys.interactions import Interactions
+from recsys.models.base import Recommender
 
 
 def popular_items(interactions: Interactions, n: int, available: np.ndarray | None = None

@@ -18,9 +18,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from recsys.config import ScoreConfig
 from recsys.score._sink import SOURCE_MODEL, Provenance
-from recsys.score.run import Bundle, ScoringData, _ColdStart, make_plan, scored_items
-from recsys.score.topn import FactorizedScorer, ScoreOptions
+from recsys.score.engine import Bundle, ScoringData, _ColdStart, make_plan, scored_items
+from recsys.score.topn import FactorizedScorer
 
 _MAP_SCHEMA = T.StructType([
     T.StructField("user_id", T.StringType(), False),
@@ -85,7 +86,7 @@ def _map_topn(item_vectors, items, item_ids, n: int):
 
 
 def topn_dataframe(spark: SparkSession, bundle: Bundle, data: ScoringData, provenance: Provenance,
-                   options: ScoreOptions, partitions: int | None = None) -> tuple[DataFrame, Any]:
+                   options: ScoreConfig, partitions: int | None = None) -> tuple[DataFrame, Any]:
     """The model rows as a DataFrame with the published columns, plus the plan (for cold start)."""
     model = bundle.model
     if not model.factorized:
@@ -128,9 +129,9 @@ def _write(spark: SparkSession, df: DataFrame, out_dir: Path) -> None:
 
 
 def write_topn_spark(spark: SparkSession, bundle: Bundle, data: ScoringData, provenance: Provenance,
-                     out_dir: Path, options: ScoreOptions) -> dict[str, Any]:
-    """Spark counterpart of :func:`recsys.score.run.write_topn` (same rows, several files)."""
-    from recsys.score._sink import BatchBuilder, Block, ParquetSink, CONTENT, POPULAR
+                     out_dir: Path, options: ScoreConfig) -> dict[str, Any]:
+    """Spark counterpart of :func:`recsys.score.engine.write_topn` (same rows, several files)."""
+    from recsys.score._sink import CONTENT, POPULAR, BatchBuilder, Block, ParquetSink
 
     t0 = time.perf_counter()
     df, plan = topn_dataframe(spark, bundle, data, provenance, options)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from recsys import io
-from recsys.schema import RECOMMENDATIONS
+from recsys.schema import RECOMMENDATIONS, STAGING
 
 PENDING = "pending"
 SCORING_INFO = "_scoring.json"
@@ -17,4 +17,4 @@ SCORING_INFO = "_scoring.json"
 def pending_path(warehouse: Path | str, ds: str) -> Path:
     """Where a finished, not yet published scoring run of ``ds`` waits for ``publish``."""
     io.parse_ds(ds)
-    return Path(warehouse) / "_staging" / RECOMMENDATIONS / f"ds={ds}.{PENDING}"
+    return Path(warehouse) / STAGING / RECOMMENDATIONS / f"ds={ds}.{PENDING}"

@@ -10,35 +10,11 @@ catalogs) or re-rank the top-``M`` candidates of a factorized model with ``score
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import torch
 
-from recsys.models.base import Recommender
-
-
-@dataclasses.dataclass(frozen=True)
-class ScoreOptions:
-    """How to score: from ``cfg.score`` plus the candidate settings for non-factorized models."""
-
-    top_n: int = 10
-    block_size: int = 4096
-    exclude_seen: bool = True
-    exclude_unavailable: bool = True
-    # Non-factorized models: re-rank this many candidates per user from a factorized model ...
-    candidates_m: int = 200
-    # ... unless the catalog is at most this large, then score every item (score_users).
-    full_scoring_max_items: int = 5000
-
-    @classmethod
-    def from_config(cls, score_cfg) -> "ScoreOptions":
-        """Build from a ``recsys.config.ScoreConfig``."""
-        return cls(top_n=score_cfg.top_n, block_size=score_cfg.block_size,
-                   exclude_seen=score_cfg.exclude_seen,
-                   exclude_unavailable=score_cfg.exclude_unavailable,
-                   candidates_m=score_cfg.candidates_m,
-                   full_scoring_max_items=score_cfg.full_scoring_max_items)
+from recsys.config import ScoreConfig
+from recsys.models.base import Recommender, top_n
 
 
 def block_mask_coords(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray,
@@ -61,31 +37,6 @@ def block_mask_coords(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray,
         keep = c >= 0
         r, c = r[keep], c[keep]
     return r, c
-
-
-def _finish(vals: torch.Tensor, idx: torch.Tensor, n: int, items: np.ndarray | None
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """To numpy in catalog ids; -inf entries become item -1; pad to ``n`` columns."""
-    vals = vals.float().cpu().numpy()
-    idx = idx.cpu().numpy().astype(np.int64)
-    if items is not None:
-        idx = items[idx]
-    idx[np.isneginf(vals)] = -1
-    if idx.shape[1] < n:
-        pad = n - idx.shape[1]
-        idx = np.pad(idx, ((0, 0), (0, pad)), constant_values=-1)
-        vals = np.pad(vals, ((0, 0), (0, pad)), constant_values=-np.inf)
-    return idx, vals
-
-
-def topk_masked(scores: torch.Tensor, mask_rows: np.ndarray, mask_cols: np.ndarray, n: int
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """In place: set the masked cells to -inf, then top-``n`` per row (values, positions)."""
-    if len(mask_rows):
-        rows = torch.from_numpy(mask_rows).to(scores.device, non_blocking=True)
-        cols = torch.from_numpy(mask_cols).to(scores.device, non_blocking=True)
-        scores[rows, cols] = -torch.inf
-    return torch.topk(scores, min(n, scores.shape[1]), dim=1, sorted=True)
 
 
 class FactorizedScorer:
@@ -120,8 +71,7 @@ class FactorizedScorer:
 
     def _topn(self, u: torch.Tensor, n: int, mask_rows, mask_cols):
         with torch.no_grad():
-            vals, pos = topk_masked(u @ self._vt, mask_rows, mask_cols, n)
-        return _finish(vals, pos, n, self.items)
+            return top_n(u @ self._vt, n, mask_rows, mask_cols, self.items)
 
 
 class FullScorer:
@@ -139,8 +89,7 @@ class FullScorer:
         if self.items is not None:
             block = block[:, self.items]
         scores = torch.from_numpy(np.ascontiguousarray(block)).to(self.device)
-        vals, pos = topk_masked(scores, mask_rows, mask_cols, n)
-        return _finish(vals, pos, n, self.items)
+        return top_n(scores, n, mask_rows, mask_cols, self.items)
 
 
 class RerankScorer:
@@ -162,9 +111,9 @@ class RerankScorer:
         flat_u = np.repeat(users, cand.shape[1])[valid.ravel()]
         scores = np.full(cand.shape, -np.inf, np.float32)
         scores[valid] = self.model.score(flat_u, cand[valid])
-        vals, pos = torch.topk(torch.from_numpy(scores), min(n, scores.shape[1]), dim=1)
-        items = np.take_along_axis(cand, pos.numpy(), axis=1)
-        return _finish(vals, torch.from_numpy(items), n, None)
+        pos, vals = top_n(torch.from_numpy(scores), n)
+        items = np.take_along_axis(cand, np.maximum(pos, 0), axis=1)
+        return np.where(pos >= 0, items, -1), vals
 
 
 def _col_map(items: np.ndarray | None, n_items: int) -> np.ndarray | None:
@@ -175,7 +124,7 @@ def _col_map(items: np.ndarray | None, n_items: int) -> np.ndarray | None:
     return out
 
 
-def make_scorer(model: Recommender, options: ScoreOptions, device: torch.device,
+def make_scorer(model: Recommender, options: ScoreConfig, device: torch.device,
                 items: np.ndarray | None = None, candidates: Recommender | None = None):
     """The scorer for ``model``: matrix products when it factorizes, else full or re-ranked."""
     if model.factorized:

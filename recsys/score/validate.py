@@ -15,7 +15,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recsys.schema import RECOMMENDATIONS_ARROW, SOURCE_CONTENT, SOURCE_MODEL, SOURCE_POPULAR
+from recsys.schema import (
+    RECOMMENDATIONS_ARROW,
+    SOURCE_CONTENT,
+    SOURCE_MODEL,
+    SOURCE_POPULAR,
+)
 
 PROVENANCE = ("model_name", "model_version", "mlflow_run_id", "generated_at")
 

@@ -24,7 +24,9 @@ def test_task_graph_is_the_pipeline(nightly):
 
 
 def test_spark_steps_use_the_spark_default_connection(nightly):
-    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+    from airflow.providers.apache.spark.operators.spark_submit import (
+        SparkSubmitOperator,
+    )
 
     for task_id, script in [("clean", "clean_interactions.py"), ("build_features", "build_features.py")]:
         t = nightly.get_task(task_id)

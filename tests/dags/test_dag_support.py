@@ -6,15 +6,14 @@ import json
 from types import SimpleNamespace
 
 import pytest
-
-from recsys.exports import refresh_exports
-
 from _recsys_dag_support import (
     deadline_missed,
     raw_logs_present,
     record_failure,
     run_ds,
 )
+
+from recsys.steps.export import refresh_exports
 
 UTC = dt.timezone.utc
 

@@ -3,7 +3,6 @@ Spark jobs, a real MLflow store and registry, on a small generated log."""
 from __future__ import annotations
 
 import numpy as np
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 from mlflow import MlflowClient

@@ -10,8 +10,8 @@ from chispa import assert_df_equality
 from recsys import io
 from recsys.data.training_set import TrainingSetNotFound, load_training_set
 from recsys.etl import features
-from recsys.etl.features_job import MissingInputError, run_features
 from recsys.schema import CLEAN_INTERACTIONS
+from recsys.steps.features import MissingInputError, run_features
 
 T0 = dt.datetime(2024, 1, 10, 8)
 H = dt.timedelta(hours=1)

@@ -6,7 +6,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from recsys.models.base import FitOptions, Interactions, Recommender
+from recsys.interactions import Interactions
+from recsys.models.base import FitOptions, Recommender
 
 
 class FixedScores(Recommender):

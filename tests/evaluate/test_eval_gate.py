@@ -6,7 +6,8 @@ import pytest
 
 from recsys.evaluate.gate import decide
 from recsys.evaluate.protocol import evaluate_model
-from recsys.models.base import FitOptions, Interactions
+from recsys.interactions import Interactions
+from recsys.models.base import FitOptions
 from tests.evaluate.eval_fakes import FixedScores
 
 

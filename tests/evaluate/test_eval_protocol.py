@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from recsys.evaluate.protocol import evaluate_model, sampled_protocol
-from recsys.models.base import FitOptions, Interactions
+from recsys.interactions import Interactions
+from recsys.models.base import FitOptions
 from tests.evaluate.eval_fakes import FixedScores
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys.evaluate import metrics as M
+from recsys import metrics as M
 from recsys.evaluate.spark_metrics import ranking_metrics_spark
 
 

@@ -6,7 +6,6 @@ import dataclasses
 import numpy as np
 
 from recsys.models import FitOptions, Interactions, build_model
-from recsys.models.features import hashed_text, multi_hot, numeric
 
 from .conftest import GROUPS, ITEMS_PER_GROUP, make_blocks
 
@@ -29,17 +28,6 @@ def test_cold_users_and_items_are_scored_from_features():
     new_item_scores = model.score_users(np.arange(train.n_users))[:, train.n_items:]
     user_group = np.arange(train.n_users) % GROUPS
     assert (new_item_scores.argmax(1) == user_group).all()  # a new item reaches its group
-
-
-def test_feature_builders():
-    block, vocab = multi_hot([["Drama", "War"], [], ["Drama"]])
-    assert vocab == ["Drama", "War"]
-    np.testing.assert_array_equal(block, [[1, 1], [0, 0], [1, 0]])
-    num = numeric([1990.0, np.nan, 2000.0])
-    np.testing.assert_allclose(num, [[-1, 0], [0, 1], [1, 0]])
-    text = hashed_text(["Star Wars", "star  WARS!", None], dim=64)
-    np.testing.assert_allclose(text[0], text[1])
-    assert np.isclose(np.linalg.norm(text[0]), 1.0) and not text[2].any()
 
 
 def _taste_clusters(seed: int = 0, n_users: int = 120, n_items: int = 80, clusters: int = 4,

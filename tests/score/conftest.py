@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from recsys.models import FitOptions, Interactions, build_model
+from recsys.models.bundle import ModelBundle
 from recsys.score._sink import Provenance
-from recsys.train.bundle import ModelBundle
 
 GENERATED_AT = dt.datetime(2024, 3, 2, 4, 0, tzinfo=dt.timezone.utc)
 PROV = Provenance("recsys_mf_bpr", "3", "run123", GENERATED_AT)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from recsys.publish import register_external_table
+from recsys.score.publish import register_external_table
 from tests.test_publish import GOOD, do_publish, stage, table
 
 

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from recsys import io
-from recsys.score.run import pending_path
-from recsys.train.run import LoadedModel
+from recsys.score.engine import pending_path
+from recsys.tracking import LoadedModel
 from tests.score.conftest import fit_bundle, make_data
 
 DS = "2024-03-02"
@@ -18,8 +18,9 @@ DS = "2024-03-02"
 def stubs(monkeypatch, config):
     data = make_data()
     bundle = fit_bundle(data)
-    monkeypatch.setattr("recsys.data.training_set.load_training_set", lambda wh, ds: data)
-    monkeypatch.setattr("recsys.train.run.load_model",
+    for step in ("recsys.steps.score", "recsys.steps.publish"):
+        monkeypatch.setattr(f"{step}.load_training_set", lambda wh, ds: data)
+    monkeypatch.setattr("recsys.steps.score.load_model",
                         lambda cfg, family, alias="champion": LoadedModel(bundle, f"recsys_{family}", "7", "r7"))
     return data, bundle
 

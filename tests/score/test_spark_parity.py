@@ -8,10 +8,10 @@ import pyarrow.parquet as pq
 import pytest
 from chispa import assert_approx_df_equality
 
-from recsys.publish import read_table
-from recsys.score.run import write_topn
+from recsys.config import ScoreConfig
+from recsys.score.engine import write_topn
+from recsys.score.publish import read_table
 from recsys.score.spark_score import write_topn_spark
-from recsys.score.topn import ScoreOptions
 from recsys.score.validate import check_schema
 from tests.score.conftest import PROV, fit_bundle, make_data
 
@@ -26,7 +26,7 @@ def test_spark_and_single_node_agree(spark, tmp_path):
     available[[2, 7]] = False
     data = dataclasses.replace(base, interactions=inter, item_available=available,
                                user_ids=np.append(base.user_ids, "new-user"))
-    options = ScoreOptions(top_n=5, block_size=7)
+    options = ScoreConfig(top_n=5, block_size=7)
     write_topn(bundle, data, PROV, tmp_path / "local", options)
     summary = write_topn_spark(spark, bundle, data, PROV, tmp_path / "spark", options)
     assert (summary["users_model"], summary["users_popular"]) == (20, 1)

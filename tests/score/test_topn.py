@@ -9,16 +9,21 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from recsys.config import ScoreConfig
 from recsys.models import Interactions
-from recsys.score.run import write_topn
-from recsys.score.topn import (FactorizedScorer, FullScorer, RerankScorer, ScoreOptions,
-                               block_mask_coords)
-from recsys.train.bundle import ModelBundle
+from recsys.models.bundle import ModelBundle
+from recsys.score.engine import write_topn
+from recsys.score.topn import (
+    FactorizedScorer,
+    FullScorer,
+    RerankScorer,
+    block_mask_coords,
+)
 from tests.score.conftest import PROV, fit_bundle, make_data
 
 
 def run(bundle, data, tmp_path, **opts):
-    options = ScoreOptions(**{"top_n": 4, "block_size": 5, **opts})
+    options = ScoreConfig(**{"top_n": 4, "block_size": 5, **opts})
     summary = write_topn(bundle, data, PROV, tmp_path, options)
     return pq.read_table(tmp_path).to_pandas(), summary
 

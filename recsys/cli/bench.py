@@ -1,0 +1,133 @@
+"""``recsys bench clean|scoring|quality|metrics|train``: benchmarks that print figures.
+
+The code they run lives in :mod:`recsys.bench`; this module only parses their arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="benchmarks that print figures").add_subparsers(
+        dest="bench", required=True)
+    b = bench.add_parser("clean", help="clean N generated events with Spark and with DuckDB")
+    b.add_argument("--events", type=int, default=1_000_000)
+    b.add_argument("--bad-row-rate", type=float, default=0.02)
+    b.add_argument("--workdir", type=Path, default=Path(".bench/clean"),
+                   help="where the generated landing and outputs go (reused when present)")
+    b.add_argument("--master", default="local[2]")
+    b.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    b.set_defaults(func=_clean)
+
+    b = bench.add_parser("scoring", help="all-users top-k: this engine vs Spark ALS vs a bare loop")
+    b.add_argument("--users", type=int, default=100_000)
+    b.add_argument("--items", type=int, default=20_000)
+    b.add_argument("--factors", type=int, default=64)
+    b.add_argument("--k", type=int, default=100)
+    b.add_argument("--seen", type=int, default=20, help="seen items per user (masked)")
+    b.add_argument("--block-size", type=int, default=2048)
+    b.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    b.add_argument("--skip-spark", action="store_true", help="do not time Spark ALS")
+    b.add_argument("--repeat", type=int, default=1, help="best of R interleaved runs (engine, loop)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--json", type=Path, default=None, help="write the figures here")
+    b.set_defaults(func=_scoring)
+
+    p = bench.add_parser("quality", help="train every model, full-ranking metrics on a split")
+    p.add_argument("--data", required=True,
+                   help="MovieLens folder (100K, 1M, latest) or delimited ratings file with header")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--json", dest="json_out", help="write the results here")
+    p.add_argument("--models", help="comma-separated families (default: every registered one)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
+    p.add_argument("--protocol", choices=("reference", "sampled"), default="reference",
+                   help="reference: per-user 75/25 split, full ranking (default); sampled: last "
+                   "interaction held out among 99 sampled negatives (NCF paper), for comparison only")
+    p.set_defaults(func=_quality)
+
+    m = bench.add_parser("metrics", help="time the ranking metrics on random top-k lists")
+    m.add_argument("--users", type=int, default=6000)
+    m.add_argument("--items", type=int, default=4000)
+    m.add_argument("--relevant", type=int, default=40, help="held-out items per user")
+    m.add_argument("--k", type=int, default=10)
+    m.add_argument("--repeat", type=int, default=3)
+    m.set_defaults(func=_metrics)
+
+    p = bench.add_parser("train", help="train every family on MovieLens-100K-sized data: "
+                                           "samples/s, wall seconds, peak RSS")
+    p.add_argument("--data", help="MovieLens folder (default: synthetic data of ML-100K shape)")
+    p.add_argument("--shape", default="943x1682x100000",
+                   help="USERSxITEMSxRATINGS of the synthetic data (ignored with --data)")
+    p.add_argument("--models", help="comma-separated families (default: every registered one)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--epochs", type=int, help="override every family's epochs (default: its config)")
+    p.add_argument("--timeout", type=float, default=1800.0,
+                   help="seconds one family may train before it is stopped and reported failed")
+    p.add_argument("--threads", type=int, help="torch intra-op threads per family (default: torch's)")
+    p.add_argument("--in-process", action="store_true",
+                   help="train in this process (faster start; peak RSS is then the running peak)")
+    p.add_argument("--json", dest="json_out", help="write the results here")
+    p.set_defaults(func=_bench_train)
+
+
+def _clean(args: argparse.Namespace) -> int:
+    from recsys.bench.clean import run_bench
+
+    run_bench(args.events, args.workdir, master=args.master, bad_row_rate=args.bad_row_rate,
+              json_out=args.json)
+    return 0
+
+
+def _scoring(args: argparse.Namespace) -> int:
+    from recsys.bench.scoring import main
+
+    return main(args)
+
+
+def _metrics(args: argparse.Namespace) -> int:
+    from recsys.bench.metrics import time_metrics
+
+    time_metrics(args.users, args.items, args.relevant, args.k, args.repeat)
+    return 0
+
+
+def _quality(args: argparse.Namespace) -> int:
+    from recsys.bench.quality import markdown_table, run_quality_bench
+    from recsys.device import choose_device
+    from recsys.io import write_json
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    result = run_quality_bench(args.data, k=args.k, seed=args.seed, models=models,
+                               device=choose_device(args.device), protocol=args.protocol)
+    print(markdown_table(result, args.k))
+    if args.json_out:
+        write_json(result, args.json_out)
+    return 1 if any(r.get("error") for r in result["models"]) else 0
+
+
+def _bench_train(args: argparse.Namespace) -> int:
+    from recsys.bench.train import load_interactions, markdown_table, run_train_bench
+    from recsys.device import choose_device
+    from recsys.io import write_json
+    from recsys.models.registry import model_names
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    families = ([m.strip() for m in args.models.split(",") if m.strip()] if args.models
+                else model_names())
+    shape = tuple(int(x) for x in args.shape.lower().split("x"))
+    if len(shape) != 3:
+        raise SystemExit(f"--shape must be USERSxITEMSxRATINGS, got {args.shape!r}")
+    data, description = load_interactions(args.data, seed=args.seed, shape=shape)
+    result = run_train_bench(data, families, device=str(choose_device(args.device)),
+                             seed=args.seed, epochs=args.epochs, isolate=not args.in_process,
+                             timeout=args.timeout, description=description,
+                             threads=args.threads)
+    print(markdown_table(result))
+    if args.json_out:
+        write_json(result, args.json_out)
+    return 1 if any(r.get("error") for r in result["families"]) else 0

@@ -1,0 +1,296 @@
+"""Everything that talks to MLflow: tracking runs, logging models, the registry and its aliases.
+
+This is the only module that imports mlflow. The training loop returns metrics; this module logs
+them. Registered models are named ``<prefix><family>`` (e.g. ``recsys_mf_bpr``); the alias
+``champion`` marks the version that scoring uses.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import tempfile
+import time
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from recsys.config import Config
+from recsys.interactions import Interactions
+from recsys.models.base import FitOptions
+from recsys.models.bundle import ModelBundle
+from recsys.models.registry import build_model
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+BUNDLE_ARTIFACT = "bundle"
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """A registered model version, loaded for scoring or evaluation."""
+
+    bundle: ModelBundle
+    name: str  # registered model name
+    version: str
+    run_id: str
+
+    @property
+    def model(self):
+        return self.bundle.model
+
+    @property
+    def family(self) -> str:
+        return self.bundle.model.name
+
+
+@dataclasses.dataclass
+class TrainResult:
+    name: str
+    version: str
+    run_id: str
+    history: list[dict[str, float]]
+    seconds: float
+
+
+class RecsysPyfunc(mlflow.pyfunc.PythonModel):
+    """The MLflow face of a model bundle: predict() scores (user_id, item_id) pairs.
+
+    ``models:/<name>@champion`` loads through this class; unknown users or items score NaN.
+    """
+
+    def load_context(self, context) -> None:
+        self.bundle = ModelBundle.load(context.artifacts[BUNDLE_ARTIFACT])
+
+    def predict(self, context, model_input, params=None):
+        u = self.bundle.user_index(model_input["user_id"].to_numpy())
+        i = self.bundle.item_index(model_input["item_id"].to_numpy())
+        known = (u >= 0) & (i >= 0)
+        out = np.full(len(model_input), np.nan, dtype=np.float32)
+        if known.any():
+            out[known] = self.bundle.model.score(u[known], i[known])
+        return pd.Series(out, name="score")
+
+
+def _metrics(values: dict[str, float], prefix: str = "") -> dict[str, float]:
+    # MLflow metric names cannot hold "@": ndcg@10 is logged as ndcg_at_10.
+    return {f"{prefix}{k}".replace("@", "_at_"): float(v) for k, v in values.items()}
+
+
+def _signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    return ModelSignature(inputs=Schema([ColSpec("string", "user_id"), ColSpec("string", "item_id")]),
+                          outputs=Schema([ColSpec("float", "score")]))
+
+
+def setup(cfg: Config) -> str:
+    """Point MLflow at the configured store; create the experiment if needed. Returns its id."""
+    uri = cfg.mlflow.tracking_uri
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    exp = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
+    if exp is not None:
+        return exp.experiment_id
+    Path(cfg.mlflow.artifact_location).mkdir(parents=True, exist_ok=True) if "://" not in cfg.mlflow.artifact_location else None
+    try:
+        return mlflow.create_experiment(cfg.mlflow.experiment, artifact_location=cfg.mlflow.artifact_location)
+    except MlflowException:  # created concurrently by a parallel task
+        return mlflow.get_experiment_by_name(cfg.mlflow.experiment).experiment_id
+
+
+def _learning_curve(history: list[dict[str, float]]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([h.get("loss", np.nan) for h in history], marker="o", label="train loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    val_keys = [k for k in (history[0] if history else {}) if k.startswith("val_")]
+    if val_keys:
+        ax2 = ax.twinx()
+        for key in val_keys:
+            ax2.plot([h.get(key, np.nan) for h in history], linestyle="--", label=key)
+        ax2.set_ylabel("validation")
+        ax2.legend(loc="upper right")
+    ax.legend(loc="upper left")
+    ax.set_title("learning curve")
+    fig.tight_layout()
+    return fig
+
+
+def train_and_log(
+    cfg: Config,
+    family: str,
+    train: Interactions,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    *,
+    ds: str,
+    options: FitOptions,
+    lineage: dict[str, Any] | None = None,
+    dq_summary: dict | None = None,
+) -> TrainResult:
+    """Fit ``family`` on ``train`` inside an MLflow run and register the model version.
+
+    Logs params, per-epoch metrics, a learning curve, lineage and the data-quality summary;
+    registers the bundle under ``<prefix><family>`` with version tags ``ds`` and ``family``.
+    """
+    setup(cfg)
+    name = cfg.mlflow.registered_name(family)
+    params = cfg.model_params(family)
+    model = build_model(family, cfg.model(family))
+    t0 = time.perf_counter()
+    with mlflow.start_run(run_name=f"{family}-{ds}") as run:
+        mlflow.set_tags({"ds": ds, "family": family, "step": "train"})
+        mlflow.log_params({**{f"model.{k}": v for k, v in params.items()}, "ds": ds,
+                           "seed": options.seed, "device": str(options.device),
+                           "epochs_override": options.epochs, "n_users": train.n_users,
+                           "n_items": train.n_items, "n_interactions": len(train)})
+        mlflow.log_input(
+            mlflow.data.from_numpy(
+                np.stack([train.user_idx, train.item_idx], axis=1),
+                source=str((lineage or {}).get("path", "training_set")),
+                name=f"training_set@{ds}",
+            ),
+            context="training",
+        )
+        if lineage:
+            mlflow.log_dict(lineage, "lineage.json")
+        if dq_summary:
+            mlflow.log_dict(dq_summary, "dq_summary.json")
+            mlflow.log_metrics(_metrics({k: v for k, v in dq_summary.items()
+                                         if isinstance(v, (int, float)) and not isinstance(v, bool)}, "dq."))
+
+        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+            mlflow.log_metrics(_metrics(metrics), step=epoch)
+            if options.on_epoch is not None:
+                options.on_epoch(epoch, metrics)
+
+        model.fit(train, dataclasses.replace(options, on_epoch=on_epoch))
+        seconds = time.perf_counter() - t0
+        history = list(getattr(model, "history", []) or [])
+        mlflow.log_metric("train_seconds", seconds)
+        if history:
+            mlflow.log_figure(_learning_curve(history), "learning_curve.png")
+        bundle = ModelBundle(model, user_ids, item_ids, meta={"ds": ds, "run_id": run.info.run_id})
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = bundle.save(Path(tmp) / BUNDLE_ARTIFACT)
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=RecsysPyfunc(),
+                artifacts={BUNDLE_ARTIFACT: str(folder)},
+                registered_model_name=name,
+                signature=_signature(),
+                pip_requirements=[f"torch=={package_version('torch').split('+')[0]}", "numpy", "pandas",
+                                  "pyarrow", "scipy"],
+            )
+        version = str(info.registered_model_version)
+        client = MlflowClient()
+        client.set_model_version_tag(name, version, "ds", ds)
+        client.set_model_version_tag(name, version, "family", family)
+        log.info("trained %s v%s in %.1fs (run %s)", name, version, seconds, run.info.run_id)
+    return TrainResult(name=name, version=version, run_id=run.info.run_id, history=history, seconds=seconds)
+
+
+def _load(name: str, mv) -> LoadedModel:
+    path = mlflow.artifacts.download_artifacts(f"models:/{name}/{mv.version}")
+    bundle_dir = next(Path(path).rglob(f"{BUNDLE_ARTIFACT}/model.pt")).parent
+    return LoadedModel(ModelBundle.load(bundle_dir), name=name, version=str(mv.version), run_id=mv.run_id)
+
+
+def load_model(cfg: Config, family: str, alias: str = CHAMPION) -> LoadedModel:
+    """The version of ``family`` that ``alias`` points to. Clear error if there is none."""
+    setup(cfg)
+    name = cfg.mlflow.registered_name(family)
+    try:
+        mv = MlflowClient().get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        raise LookupError(f"no version of {name} has the alias {alias!r}; train and evaluate first") from exc
+    return _load(name, mv)
+
+
+def load_version(cfg: Config, family: str, version: str) -> LoadedModel:
+    setup(cfg)
+    name = cfg.mlflow.registered_name(family)
+    return _load(name, MlflowClient().get_model_version(name, str(version)))
+
+
+def load_model_uri(uri: str, cfg: Config | None = None) -> LoadedModel:
+    """Load ``models:/<name>@<alias>``, ``models:/<name>/<version>`` or a local bundle folder."""
+    if not uri.startswith("models:/"):
+        return LoadedModel(ModelBundle.load(uri), name=Path(uri).name, version="local", run_id="")
+    if cfg is not None:
+        setup(cfg)
+    ref = uri.removeprefix("models:/")
+    client = MlflowClient()
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        return _load(name, client.get_model_version_by_alias(name, alias))
+    name, version = ref.rsplit("/", 1)
+    return _load(name, client.get_model_version(name, version))
+
+
+def latest_version_for_ds(cfg: Config, family: str, ds: str) -> str | None:
+    """The newest version of ``family`` trained for ``ds`` (the challenger), or None."""
+    setup(cfg)
+    name = cfg.mlflow.registered_name(family)
+    try:
+        versions = MlflowClient().search_model_versions(f"name='{name}'")
+    except MlflowException:
+        return None
+    mine = [int(v.version) for v in versions if (v.tags or {}).get("ds") == ds]
+    return str(max(mine)) if mine else None
+
+
+def champion_version(cfg: Config, family: str) -> str | None:
+    setup(cfg)
+    try:
+        return str(MlflowClient().get_model_version_by_alias(cfg.mlflow.registered_name(family), CHAMPION).version)
+    except MlflowException:
+        return None
+
+
+def record_gate(
+    cfg: Config,
+    family: str,
+    challenger: LoadedModel,
+    champion: LoadedModel | None,
+    decision: Any,
+    challenger_metrics: dict[str, float],
+    champion_metrics: dict[str, float] | None,
+) -> None:
+    """Log the comparison to the challenger's run and move ``champion`` if the gate says so."""
+    client = MlflowClient()
+    payload = {
+        "promote": bool(decision.promote),
+        "reason": decision.reason,
+        "challenger_version": challenger.version,
+        "champion_version": champion.version if champion else None,
+        "challenger": challenger_metrics,
+        "champion": champion_metrics,
+    }
+    with mlflow.start_run(run_id=challenger.run_id):
+        mlflow.log_metrics(_metrics(challenger_metrics, "holdout."))
+        if champion_metrics:
+            mlflow.log_metrics(_metrics(champion_metrics, "champion."))
+        mlflow.log_dict(payload, "gate.json")
+        mlflow.set_tag("gate", "promoted" if decision.promote else "rejected")
+    client.set_model_version_tag(challenger.name, challenger.version, "gate",
+                                 "promoted" if decision.promote else "rejected")
+    if decision.promote:
+        client.set_registered_model_alias(challenger.name, CHAMPION, challenger.version)
+    log.info("gate %s: %s", family, json.dumps(payload))

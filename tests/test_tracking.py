@@ -1,0 +1,98 @@
+"""MLflow side of training: a real SQLite-backed store and registry under a temp RECSYS_HOME."""
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from recsys import tracking as run
+from recsys.evaluate.gate import GateDecision
+from recsys.interactions import Interactions
+from recsys.models.base import FitOptions
+from recsys.models.bundle import ModelBundle
+
+
+def _blocks(n_users=40, n_items=20, seed=0) -> Interactions:
+    # Two taste groups: even users like items 0..9, odd users items 10..19.
+    rng = np.random.default_rng(seed)
+    u = np.repeat(np.arange(n_users), 6)
+    base = np.where(u % 2 == 0, 0, 10)
+    i = base + rng.integers(0, 10, len(u))
+    return Interactions(u.astype(np.int64), i.astype(np.int64), np.ones(len(u), np.float32), n_users, n_items)
+
+
+@pytest.fixture()
+def trained(config):
+    data = _blocks()
+    users = np.array([f"u{k}" for k in range(data.n_users)])
+    items = np.array([f"i{k}" for k in range(data.n_items)])
+    result = run.train_and_log(config, "mf_bpr", data, users, items, ds="2026-01-02",
+                               options=FitOptions(epochs=3), lineage={"path": "/tmp/x", "rows": len(data)},
+                               dq_summary={"raw": 10, "clean": 9})
+    return config, result, users, items
+
+
+def test_run_logs_params_epoch_metrics_and_registers_version(trained):
+    config, result, _, _ = trained
+    client = MlflowClient()
+    r = client.get_run(result.run_id)
+    assert r.data.params["ds"] == "2026-01-02"
+    assert r.data.params["model.factors"] == str(config.model_params("mf_bpr")["factors"])
+    assert len(client.get_metric_history(result.run_id, "loss")) == 3
+    assert r.data.metrics["dq.raw"] == 10
+    mv = client.get_model_version(result.name, result.version)
+    assert mv.run_id == result.run_id and mv.tags["ds"] == "2026-01-02"
+    assert run.latest_version_for_ds(config, "mf_bpr", "2026-01-02") == result.version
+    assert run.latest_version_for_ds(config, "mf_bpr", "2026-01-03") is None
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+    assert {"learning_curve.png", "lineage.json", "dq_summary.json"} <= artifacts
+
+
+def test_champion_alias_loads_through_models_uri_and_pyfunc(trained):
+    config, result, users, items = trained
+    assert run.champion_version(config, "mf_bpr") is None
+    with pytest.raises(LookupError, match="champion"):
+        run.load_model(config, "mf_bpr")
+    loaded_v = run.load_version(config, "mf_bpr", result.version)
+    run.record_gate(config, "mf_bpr", loaded_v, None, GateDecision(True, "first version", None, 0.5),
+                    {"ndcg@10": 0.5}, None)
+    champ = run.load_model(config, "mf_bpr")
+    assert champ.version == result.version and champ.run_id == result.run_id
+    assert list(champ.bundle.user_ids) == list(users)
+    # The generic MLflow face scores (user_id, item_id) pairs; unknown ids give NaN.
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{result.name}@champion")
+    scores = pyfunc.predict(pd.DataFrame({"user_id": ["u0", "u1", "nobody"], "item_id": ["i1", "i2", "i1"]}))
+    expected = champ.model.score(np.array([0, 1]), np.array([1, 2]))
+    np.testing.assert_allclose(scores[:2], expected, rtol=1e-5)
+    assert np.isnan(scores[2])
+    by_uri = run.load_model_uri(f"models:/{result.name}@champion")
+    assert by_uri.version == result.version
+
+
+def test_rejected_challenger_keeps_alias(trained):
+    config, first, users, items = trained
+    run.record_gate(config, "mf_bpr", run.load_version(config, "mf_bpr", first.version), None,
+                    GateDecision(True, "first", None, 0.5), {"ndcg@10": 0.5}, None)
+    second = run.train_and_log(config, "mf_bpr", _blocks(seed=1), users, items, ds="2026-01-03",
+                               options=FitOptions(epochs=1))
+    challenger = run.load_version(config, "mf_bpr", second.version)
+    run.record_gate(config, "mf_bpr", challenger, run.load_model(config, "mf_bpr"),
+                    GateDecision(False, "worse", 0.5, 0.1), {"ndcg@10": 0.1}, {"ndcg@10": 0.5})
+    assert run.champion_version(config, "mf_bpr") == first.version
+    assert MlflowClient().get_model_version(second.name, second.version).tags["gate"] == "rejected"
+
+
+def test_bundle_maps_ids_to_model_indices(tmp_path):
+    from recsys.models import build_model
+
+    data = _blocks()
+    model = build_model("mf_bpr", {"epochs": 1}).fit(data, FitOptions())
+    b = ModelBundle(model, np.array([f"u{k}" for k in range(40)]), np.array([f"i{k}" for k in range(20)]))
+    b.save(tmp_path / "b")
+    back = ModelBundle.load(tmp_path / "b")
+    assert list(back.user_index(np.array(["u3", "zz", "u0"]))) == [3, -1, 0]
+    assert list(back.item_index(np.array(["i19"]))) == [19]
+    np.testing.assert_allclose(back.model.score(np.array([3]), np.array([4])),
+                               model.score(np.array([3]), np.array([4])))
