@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 
 import numpy as np
 import pyarrow as pa
@@ -148,6 +149,39 @@ def test_retention_keeps_the_newest_partitions(tmp_path):
         stage(tmp_path, day, table(GOOD))
         do_publish(tmp_path, ds=day, keep=2)
     assert io.list_partitions(tmp_path, "recommendations") == ["2024-03-03", "2024-03-04"]
+
+
+def test_retention_never_drops_the_partition_just_published(tmp_path):
+    for day in ("2024-03-03", "2024-03-04"):
+        stage(tmp_path, day, table(GOOD))
+        do_publish(tmp_path, ds=day, keep=2)
+    stage(tmp_path, "2024-03-01", table(GOOD, version="7"))  # backfill of an older day
+    manifest = do_publish(tmp_path, ds="2024-03-01", keep=2)
+    final = io.partition_path(tmp_path, "recommendations", "2024-03-01")
+    assert manifest["model_version"] == "7" and verify_partition(final)
+    assert io.list_partitions(tmp_path, "recommendations") == ["2024-03-01", "2024-03-03", "2024-03-04"]
+    # The next publish of a newer day applies retention to the backfilled day again.
+    stage(tmp_path, "2024-03-05", table(GOOD))
+    do_publish(tmp_path, ds="2024-03-05", keep=2)
+    assert io.list_partitions(tmp_path, "recommendations") == ["2024-03-04", "2024-03-05"]
+
+
+def test_leftovers_of_a_killed_publish_are_cleaned_even_when_the_next_table_is_rejected(tmp_path):
+    stage(tmp_path, "2024-03-02", table(GOOD, version="2"))
+    do_publish(tmp_path)
+    final = io.partition_path(tmp_path, "recommendations", "2024-03-02")
+    # What killed publishes leave: a legacy `.ds=D.old.*` copy inside the table folder (old code)
+    # and a swapped-out old partition under _staging (current code).
+    shutil.copytree(final, final.parent / ".ds=2024-03-02.old.0a1b2c3d")
+    shutil.copytree(final, tmp_path / "_staging" / "recommendations" / "ds=2024-03-02.swap-0123456789ab")
+    stage(tmp_path, "2024-03-02", table(BAD["ranks"]))
+    with pytest.raises(TableRejected):
+        do_publish(tmp_path)
+    assert sorted(p.name for p in final.parent.iterdir()) == ["ds=2024-03-02"]
+    assert sorted(p.name for p in (tmp_path / "_staging" / "recommendations").iterdir()) == \
+        ["ds=2024-03-02.pending"]  # the rejected table, kept for inspection
+    assert verify_partition(final)
+    assert set(read_table(final).column("model_version").to_pylist()) == {"2"}
 
 
 def test_tampered_partition_fails_verification(tmp_path):

@@ -107,6 +107,7 @@ def publish(warehouse: Path | str, ds: str, top_n: int, keep: int,
     :class:`recsys.score.validate.TableRejected` when a check fails; in both cases the live
     partition is left as it was, and a rejected table stays in staging for inspection.
     """
+    io.clear_publish_leftovers(warehouse, RECOMMENDATIONS, ds)  # of a publish killed earlier
     staged, table, checks = validate_staged(warehouse, ds, top_n, reference, force, staged)
     for c in checks:
         if c.skipped:
@@ -115,7 +116,7 @@ def publish(warehouse: Path | str, ds: str, top_n: int, keep: int,
     (staged / MANIFEST).write_text(json.dumps(manifest, indent=2))
     final = io.partition_path(warehouse, RECOMMENDATIONS, ds)
     io.publish_dir(staged, final)
-    dropped = io.drop_old_partitions(warehouse, RECOMMENDATIONS, keep)
+    dropped = io.drop_old_partitions(warehouse, RECOMMENDATIONS, keep, protect=ds)
     log.info("published %d rows for %d users to %s; retention dropped %s",
              manifest["row_count"], manifest["user_count"], final, dropped or "nothing")
     return manifest
