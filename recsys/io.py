@@ -22,10 +22,10 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-from recsys.schema import DS, DS_FORMAT
+from recsys.schema import DS, DS_FORMAT, STAGING
 
 SUCCESS = "_SUCCESS"
-STAGING = "_staging"
+
 FAULT_ENV = "RECSYS_FAULT_AT"
 
 log = logging.getLogger(__name__)
