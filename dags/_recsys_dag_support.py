@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 # know yet fails in jobs.train with a clear message, not at parse time.
 FAMILIES = ("mf_bpr", "mf_explicit", "ials", "neumf", "multvae", "two_tower",
             "popularity", "itemknn", "ease", "ease_hybrid", "ease_ensemble", "als_spark")
-DS_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+# YYYY-MM-DD with a real month (01-12) and day (01-31); the form refuses anything else.
+DS_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
 # The published top-N table, as an Airflow asset (name and URI only: nothing is read at parse time).
 RECOMMENDATIONS_ASSET = {"name": "recsys_recommendations",
                          "uri": "file:///recsys/warehouse/recommendations", "group": "recsys"}
@@ -34,8 +35,12 @@ def run_ds(params: dict[str, Any], dag_run: Any) -> str:
     """
     ds = (params or {}).get("ds")
     if ds:
-        if not re.match(DS_PATTERN, str(ds)):
-            raise ValueError(f"params.ds must be YYYY-MM-DD, got {ds!r}")
+        try:
+            if not re.match(DS_PATTERN, str(ds)):
+                raise ValueError
+            dt.date.fromisoformat(str(ds))  # 2026-02-31 passes the pattern, not the calendar
+        except ValueError:
+            raise ValueError(f"params.ds must be a date YYYY-MM-DD, got {ds!r}") from None
         return str(ds)
     when = getattr(dag_run, "logical_date", None) or dag_run.run_after
     return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%d")

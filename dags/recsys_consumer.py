@@ -28,6 +28,8 @@ with DAG(
     description="Refresh DuckDB views and the CSV export after each publish",
     doc_md=__doc__,
     schedule=[RECOMMENDATIONS],
+    # Unpaused from the start: "runs after each publish" must hold without a click in the UI.
+    is_paused_upon_creation=False,
     start_date=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
     catchup=False,
     max_active_runs=1,

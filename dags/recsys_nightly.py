@@ -63,10 +63,15 @@ DEADLINE = dt.timedelta(minutes=int(os.environ.get("RECSYS_DEADLINE_MINUTES", 24
 # The nightly cron; "none" for deployments that trigger runs from outside (and for the REST
 # end-to-end test, where a scheduled run would queue ahead of the triggered one).
 CRON = os.environ.get("RECSYS_NIGHTLY_SCHEDULE", "0 2 * * *")
+# The form's default ds. The embedded environment (recsys/localenv.py) sets it to the newest day
+# of landed logs, so a first Trigger with the defaults processes a day that has data.
+DEFAULT_DS = os.environ.get("RECSYS_DEFAULT_DS") or None
 
 PARAMS = {
-    "ds": Param(None, type=["null", "string"], format="date", pattern=DS_PATTERN,
-                title="Date (ds)", description="Partition to process, YYYY-MM-DD. "
+    # A text field, not format="date": the UI's date widget shows mm/dd/yyyy and turned a typed
+    # 2026-13-45 into 61345-02-02. The pattern refuses impossible months and days before submit.
+    "ds": Param(DEFAULT_DS, type=["null", "string"], pattern=DS_PATTERN,
+                title="Date (ds)", description="Partition to process, YYYY-MM-DD (e.g. 2026-11-21). "
                 "Empty: the run's logical date."),
     "models": Param(["mf_bpr"], type="array", title="Model families to train",
                     items={"type": "string", "enum": list(FAMILIES)}, examples=list(FAMILIES),

@@ -1,8 +1,9 @@
 """``make demo``: the nightly pipeline end to end on the embedded default.
 
 Generates a small seeded synthetic interaction log (a few days, bad rows included) into
-``$RECSYS_HOME/landing``, runs the real Airflow DAG ``recsys_nightly`` for one logical date with
-``airflow dags test`` against the SQLite metadata DB under ``$RECSYS_HOME/airflow``, then prints
+``$RECSYS_HOME/landing``, runs the real Airflow DAG ``recsys_nightly`` for every generated day,
+oldest first, with ``airflow dags test`` against the SQLite metadata DB under
+``$RECSYS_HOME/airflow``, then prints
 where the published table is, what it holds, and how to open the MLflow and Airflow UIs.
 """
 from __future__ import annotations
@@ -92,7 +93,8 @@ def summarize(warehouse: Path, ds: str, mlflow_uri: str, artifacts: str) -> None
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ds", default=DEFAULT_DS, help=f"logical date to run (default {DEFAULT_DS})")
-    p.add_argument("--days", type=int, default=3, help="days of generated logs ending at --ds")
+    p.add_argument("--days", type=int, default=3,
+                   help="days of generated logs ending at --ds; the DAG runs for each, in order")
     p.add_argument("--models", default="mf_bpr", help="comma-separated families to train")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--top-n", type=int, default=10)
@@ -116,11 +118,15 @@ def main(argv: list[str] | None = None) -> int:
     env["RECSYS_DEADLINE_MINUTES"] = "0"  # see dags/recsys_nightly.py: dags test + deadlines
     ensure_db(env)
 
-    conf = {"ds": args.ds, "models": args.models.split(","), "top_n": args.top_n}
-    if args.epochs:
-        conf["epochs"] = args.epochs
-    _say(f"Running the Airflow DAG recsys_nightly for ds={args.ds} (airflow dags test) with conf {conf}")
-    run_dag(env, args.ds, conf)
+    # Every generated day, oldest first, as a backfill would: each day's training set then looks
+    # back over the days before it, and the newest published day is the last one run.
+    days = [(dt.date.fromisoformat(start) + dt.timedelta(days=d)).isoformat() for d in range(args.days)]
+    for day in days:
+        conf = {"ds": day, "models": args.models.split(","), "top_n": args.top_n}
+        if args.epochs:
+            conf["epochs"] = args.epochs
+        _say(f"Running the Airflow DAG recsys_nightly for ds={day} (airflow dags test) with conf {conf}")
+        run_dag(env, day, conf)
     summarize(cfg.paths.warehouse, args.ds, cfg.mlflow.tracking_uri, cfg.mlflow.artifact_location)
     print(f"   demo finished in {time.perf_counter() - t0:.0f} s; everything lives under {home}")
     return 0

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from recsys.config import recsys_home
+from recsys.schema import DS, INTERACTIONS
 
 # Not 8793: that is Airflow's default worker log server port, which the scheduler itself binds
 # (LocalExecutor). The log server gets ``port + 1``.
@@ -37,6 +38,14 @@ def _secret(airflow_home: Path, name: str) -> str:
         path.write_text(secrets.token_urlsafe(32))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def newest_landed_day(home: Path) -> str | None:
+    """The newest ``ds`` with raw logs under the embedded landing folder, or None."""
+    folder = Path(home) / "landing" / INTERACTIONS  # conf/base.yaml: ${RECSYS_HOME}/landing
+    days = sorted(p.name.split("=", 1)[1] for p in folder.glob(f"{DS}=*") if p.is_dir()
+                  and any(f.is_file() and not f.name.startswith((".", "_")) for f in p.iterdir()))
+    return days[-1] if days else None
 
 
 def airflow_env(home: Path, repo: Path, *, port: int = DEFAULT_PORT,
@@ -82,6 +91,13 @@ def airflow_env(home: Path, repo: Path, *, port: int = DEFAULT_PORT,
         "SPARK_LOCAL_IP": env.get("SPARK_LOCAL_IP", "127.0.0.1"),
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
+        # No nightly schedule on the embedded default: its logs are generated, not delivered each
+        # night, and unpausing a cron DAG queues the latest interval, a day without logs whose
+        # sensor would hold every triggered run behind it for hours. Set the variable (a cron) to
+        # schedule; backfills need one.
+        "RECSYS_NIGHTLY_SCHEDULE": env.get("RECSYS_NIGHTLY_SCHEDULE", "none"),
+        # The form's default ds: the newest day that has logs (empty when there is none).
+        "RECSYS_DEFAULT_DS": env.get("RECSYS_DEFAULT_DS") or newest_landed_day(home) or "",
         "PATH": os.pathsep.join([venv_bin, env.get("PATH", "")]),
         # Helper modules next to the DAG files (dags/_recsys_dag_support.py) must import in every
         # Airflow process, deadline callbacks included.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Local Airflow on the embedded stores under $RECSYS_HOME/airflow (default ./var/airflow).
-#   bash scripts/airflow.sh start   # api-server (UI + REST), scheduler, dag-processor, in background
+#   bash scripts/airflow.sh start   # api-server (UI + REST), scheduler, dag-processor, triggerer
 #   bash scripts/airflow.sh stop    # stops every process group that `start` started
 #   bash scripts/airflow.sh status
 # AIRFLOW_PORT (default 8780; the task-log server takes the next one) picks the port; the environment comes from recsys/localenv.py, so the
@@ -13,7 +13,9 @@ export RECSYS_HOME=${RECSYS_HOME:-$REPO/var}
 PORT=${AIRFLOW_PORT:-8780}
 RUN_DIR=$RECSYS_HOME/airflow/run
 LOG_DIR=$RECSYS_HOME/airflow/logs/services
-COMPONENTS=(api-server scheduler dag-processor)
+# The triggerer runs deferred work, the DAG's deadline alert among it: without it the UI shows a
+# red Triggerer health badge and a missed deadline is never reported.
+COMPONENTS=(api-server scheduler dag-processor triggerer)
 
 is_running() { [ -f "$RUN_DIR/$1.pid" ] && kill -0 "$(cat "$RUN_DIR/$1.pid")" 2>/dev/null; }
 

@@ -111,3 +111,33 @@ def test_dry_run_skips_publish_in_bash(nightly, tmp_path):
                           env={"PATH": "/usr/bin:/bin", "RECSYS_PYTHON": "false"})
     assert done.returncode == 99
     assert "dry run" in done.stdout
+
+
+@pytest.mark.parametrize("value, ok", [
+    ("2026-11-21", True), (None, True),
+    ("2026-13-45", False), ("11/21/2026", False), ("61345-02-02", False), ("2026-1-5", False),
+])
+def test_form_ds_refuses_impossible_dates_before_submit(nightly, value, ok):
+    # Issue 14: the date widget turned a typed 2026-13-45 into 61345-02-02 and kept Trigger enabled.
+    from airflow.sdk.definitions.param import Param
+
+    spec = nightly.params.get_param("ds")
+    assert "format" not in spec.schema  # a text field, not the mm/dd/yyyy-localised date widget
+    param = Param(value, **spec.schema)
+    if ok:
+        assert param.resolve() == value
+    else:
+        with pytest.raises(Exception, match="does not match|is not valid"):
+            param.resolve()
+
+
+def test_run_ds_refuses_a_date_the_calendar_does_not_have():
+    from _recsys_dag_support import run_ds
+
+    with pytest.raises(ValueError, match="params.ds must be a date"):
+        run_ds({"ds": "2026-02-31"}, None)
+
+
+def test_consumer_starts_unpaused(consumer):
+    # Issue 14: the consumer was paused, so "runs after each publish" never happened.
+    assert consumer.is_paused_upon_creation is False

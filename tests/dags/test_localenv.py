@@ -43,3 +43,20 @@ def test_admin_password_is_created_once(tmp_path):
     assert len(first) >= 12 and admin_password(env) == first
     users = json.loads(Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]).read_text())
     assert users == {"admin": first}
+
+
+def test_embedded_default_has_no_schedule_and_the_form_defaults_to_the_newest_landed_day(tmp_path):
+    # Issue 14: unpausing the cron DAG (the form's "Unpause on trigger" is ticked by default)
+    # queued yesterday, a day the demo never generated, whose sensor held the user's run for hours.
+    home = tmp_path / "var"
+    env = airflow_env(home, REPO, base={})
+    assert env["RECSYS_NIGHTLY_SCHEDULE"] == "none" and env["RECSYS_DEFAULT_DS"] == ""
+    for day, files in (("2026-11-20", ["a.jsonl"]), ("2026-11-21", ["b.csv"]), ("2026-11-22", ["_SUCCESS"])):
+        folder = home / "landing" / "interactions" / f"ds={day}"
+        folder.mkdir(parents=True)
+        for name in files:
+            (folder / name).write_text("x\n")
+    env = airflow_env(home, REPO, base={})
+    assert env["RECSYS_DEFAULT_DS"] == "2026-11-21"  # 11-22 holds no data file
+    chosen = airflow_env(home, REPO, base={"RECSYS_NIGHTLY_SCHEDULE": "0 2 * * *"})
+    assert chosen["RECSYS_NIGHTLY_SCHEDULE"] == "0 2 * * *"

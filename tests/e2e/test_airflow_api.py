@@ -102,6 +102,7 @@ def airflow(tmp_path):
         # Backfills need the cron schedule, so unpausing also queues the latest scheduled run: a
         # day with no logs, whose sensor gives up after this long (the run then fails).
         "RECSYS_SENSOR_TIMEOUT_S": "90",
+        "RECSYS_NIGHTLY_SCHEDULE": "0 2 * * *",  # the embedded default has none
         # Every run here takes longer than a minute: each one misses this deadline, live.
         "RECSYS_DEADLINE_MINUTES": "1",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
