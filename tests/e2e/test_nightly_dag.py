@@ -72,15 +72,6 @@ def test_nightly_dag_publishes_a_valid_table_and_rerun_is_idempotent(recsys_home
     np.testing.assert_array_equal(left, right)
 
 
-def _readme_sql(dialect: str) -> str:
-    """The README's example query for ``dialect`` (the statement after its ``-- <dialect>`` line)."""
-    from pathlib import Path
-
-    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    block = text.split("```sql", 1)[1].split("```", 1)[0]
-    stmt = block.split(f"-- {dialect}", 1)[1].split("\n", 1)[1]
-    return stmt.split(";", 1)[0]
-
     # Issue 14: the README's DuckDB example filtered on a user id the demo never generates, so it
     # returned no rows. Both examples run as printed, from a folder laid out like the repo's root.
     import duckdb
