@@ -71,7 +71,6 @@ def test_nightly_dag_publishes_a_valid_table_and_rerun_is_idempotent(recsys_home
     right = again.sort_values(key)[["user_id", "rank", "item_id"]].to_numpy()
     np.testing.assert_array_equal(left, right)
 
-
     # Issue 14: the README's DuckDB example filtered on a user id the demo never generates, so it
     # returned no rows. Both examples run as printed, from a folder laid out like the repo's root.
     import duckdb
