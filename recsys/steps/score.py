@@ -106,6 +106,8 @@ def _served(manifest: dict | None, key: str) -> dict | None:
     if manifest is None:
         return None
     if key == "model":
+        if manifest.get("model_name") is None or manifest.get("model_version") is None:
+            return None
         return {"name": manifest["model_name"], "version": str(manifest["model_version"]),
                 "run_id": manifest.get("mlflow_run_id")}
     return ((manifest.get("scoring") or {}).get("models") or {}).get(key)
