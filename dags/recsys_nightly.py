@@ -8,9 +8,10 @@ publish atomically to `warehouse/recommendations/ds=<ds>/`, which updates the
 `recsys_recommendations` asset (and so triggers `recsys_consumer`).
 
 **Trigger with config** (the form): `ds` (empty = the run's logical date), `models`, `top_n`,
-`epochs`, `force_publish`, `dry_run` (all steps but publish). Every step overwrites only its own
-`ds` partition, so clearing a run or backfilling a range is safe to repeat; a failed run leaves
-the published table as it was.
+`epochs`, `force_publish`, `dry_run` (all steps but publish), `rescore_with_champion` (a rerun of
+a published day scores with the version that served it unless this is set). Every step overwrites
+only its own `ds` partition, so clearing a run or backfilling a range is safe to repeat; a failed
+run leaves the published table as it was.
 
 Failures are recorded under `$RECSYS_HOME/airflow/failures/`; a run still unfinished
 `RECSYS_DEADLINE_MINUTES` (default 240) after it was queued raises a deadline alert recorded under
@@ -86,6 +87,10 @@ PARAMS = {
                            "seen or unavailable items); structural checks always apply."),
     "dry_run": Param(False, type="boolean", title="Dry run",
                      description="Run every step but publish; the published table is untouched."),
+    "rescore_with_champion": Param(False, type="boolean", title="Rescore with the champion",
+                                   description="A rerun of a day already published scores with the "
+                                   "model version that served it; set this to score with today's "
+                                   "champion instead (jobs.score --rescore-with-champion)."),
 }
 
 default_args = {
@@ -170,7 +175,9 @@ with DAG(
     top_n = "--set score.top_n={{ params.top_n }}"
     evaluate = _job("evaluate", f"evaluate --ds {DS} --models {{{{ params.models | join(',') }}}}",
                     dt.timedelta(hours=1))
-    score = _job("score", f"score --ds {DS} {top_n}", dt.timedelta(hours=2))
+    score = _job("score", f"score --ds {DS} {top_n}"
+                 "{% if params.rescore_with_champion %} --rescore-with-champion{% endif %}",
+                 dt.timedelta(hours=2))
     # The same checks publish runs, without publishing: a dry run still validates.
     validate = _job("validate", f"publish --ds {DS} {top_n} --validate-only", dt.timedelta(minutes=30))
     publish = BashOperator(

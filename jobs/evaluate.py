@@ -1,6 +1,9 @@
 """Champion/challenger gate: compare the version trained for ds with the champion on held-out data.
 
-    python -m jobs.evaluate --ds 2026-11-21 [--models mf_bpr]
+    python -m jobs.evaluate --ds 2026-11-21 [--models mf_bpr] [--force-promote]
+
+A version trained on older data than the champion (a backfill of a past day) is never promoted;
+``--force-promote`` lifts that rule (the metric comparison still decides).
 """
 from __future__ import annotations
 
@@ -13,6 +16,9 @@ from jobs._common import job_parser, setup
 def build_parser() -> argparse.ArgumentParser:
     p = job_parser(__doc__.splitlines()[0])
     p.add_argument("--models", default=None, help="comma-separated families (default: train.models)")
+    p.add_argument("--force-promote", action="store_true",
+                   help="allow promoting a version trained on older data (an earlier ds) than the "
+                        "champion; the metric comparison still applies")
     return p
 
 
@@ -21,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
     from recsys.steps.evaluate import evaluate_families
 
     families = args.models.split(",") if args.models else list(cfg.train.models)
-    for family, d in evaluate_families(cfg, args.ds, families).items():
+    decisions = evaluate_families(cfg, args.ds, families, force_promote=args.force_promote)
+    for family, d in decisions.items():
         print(f"{family}: {'PROMOTED' if d.promote else 'KEPT CHAMPION'} - {d.reason}")
     return 0
 

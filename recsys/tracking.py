@@ -294,3 +294,49 @@ def record_gate(
     if decision.promote:
         client.set_registered_model_alias(challenger.name, CHAMPION, challenger.version)
     log.info("gate %s: %s", family, json.dumps(payload))
+
+
+# --- versions by training date: which version served, or could have served, a day --------------
+
+@dataclasses.dataclass(frozen=True)
+class VersionInfo:
+    """A registered version and the tags the pipeline sets on it (nothing is downloaded)."""
+
+    name: str
+    version: str
+    run_id: str
+    ds: str | None  # tag ``ds``: the logical date of the training set it was fitted on
+    gate: str | None  # tag ``gate``: ``promoted`` or ``rejected`` once the gate has seen it
+
+
+def _version_info(mv) -> VersionInfo:
+    tags = mv.tags or {}
+    return VersionInfo(name=mv.name, version=str(mv.version), run_id=mv.run_id,
+                       ds=tags.get("ds"), gate=tags.get("gate"))
+
+
+def version_info(cfg: Config, family: str, version: str) -> VersionInfo | None:
+    """Tags of version ``version`` of ``family``; None if the registry does not have it."""
+    setup(cfg)
+    try:
+        return _version_info(MlflowClient().get_model_version(cfg.mlflow.registered_name(family),
+                                                              str(version)))
+    except MlflowException:
+        return None
+
+
+def list_versions(cfg: Config, family: str) -> list[VersionInfo]:
+    """Every registered version of ``family`` with its tags, oldest (lowest number) first."""
+    setup(cfg)
+    name = cfg.mlflow.registered_name(family)
+    client, out, token = MlflowClient(), [], None
+    try:
+        while True:
+            page = client.search_model_versions(f"name='{name}'", page_token=token)
+            out += [_version_info(mv) for mv in page]
+            token = page.token
+            if not token:
+                break
+    except MlflowException:  # no such registered model yet
+        return []
+    return sorted(out, key=lambda v: int(v.version))

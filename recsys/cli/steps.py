@@ -13,7 +13,7 @@ STEPS = (
     ("features", "build_features", "build the training set of one ds from clean interactions"),
     ("train", "train", "train model families for a ds (MLflow run + registered version)"),
     ("evaluate", "evaluate", "champion/challenger gate for the versions trained for a ds"),
-    ("score", "score", "score all users for a ds with the champion; stage the top-N table"),
+    ("score", "score", "score all users for a ds with the version serving it; stage the top-N table"),
     ("publish", "publish", "validate the staged top-N table of a ds and publish it"),
 )
 

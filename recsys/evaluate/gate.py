@@ -6,6 +6,7 @@ calls :func:`decide`, moves the ``champion`` alias when told to, and logs the de
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import math
 
 # Metrics where a smaller value is better; everything else (ndcg@k, map@k, ...) is higher-better.
@@ -32,13 +33,52 @@ def decide(
     challenger: dict[str, float],
     metric: str,
     tolerance: float,
+    *,
+    champion_ds: str | None = None,
+    challenger_ds: str | None = None,
+    force_promote: bool = False,
 ) -> GateDecision:
-    """Promote the challenger unless it is worse than the champion by more than ``tolerance``.
+    """Promote the challenger unless it is worse than the champion by more than ``tolerance``,
+    or was trained on older data than the champion.
 
     ``tolerance`` is absolute, in the metric's own units. With no champion (the first run of a
     family), or a champion that never recorded ``metric``, the challenger is promoted. A
     challenger without a finite value for ``metric`` is never promoted.
+
+    ``champion_ds`` / ``challenger_ds`` are the logical dates of the data each was trained on
+    (the versions' ``ds`` tags). A challenger trained on an earlier ``ds`` than the champion (a
+    backfill of a past day) is never promoted, whatever its metrics, unless ``force_promote``;
+    ``force_promote`` lifts only that rule, the metric comparison still applies. An unknown
+    ``ds`` (None or not ``YYYY-MM-DD``) does not trigger the rule.
     """
+    on_metrics = _decide_on_metrics(champion, challenger, metric, tolerance)
+    if champion is None or not _older(challenger_ds, champion_ds):
+        return on_metrics
+    if force_promote:
+        return dataclasses.replace(on_metrics, reason=(
+            f"--force-promote: challenger trained on ds={challenger_ds}, older than the champion's "
+            f"ds={champion_ds}, judged on metrics alone: {on_metrics.reason}"))
+    return dataclasses.replace(on_metrics, promote=False, reason=(
+        f"challenger was trained on ds={challenger_ds}, older data than the champion "
+        f"(ds={champion_ds}): a model trained on older data never replaces one trained on newer "
+        f"data (--force-promote overrides); keeping the champion. On metrics alone: "
+        f"{on_metrics.reason}"))
+
+
+def _older(a: str | None, b: str | None) -> bool:
+    """True when both are ``YYYY-MM-DD`` dates and ``a`` is before ``b``."""
+    try:
+        return dt.date.fromisoformat(str(a)) < dt.date.fromisoformat(str(b))
+    except ValueError:
+        return False
+
+
+def _decide_on_metrics(
+    champion: dict[str, float] | None,
+    challenger: dict[str, float],
+    metric: str,
+    tolerance: float,
+) -> GateDecision:
     if tolerance < 0:
         raise ValueError(f"tolerance must be >= 0; got {tolerance}")
     new = challenger.get(metric)

@@ -137,6 +137,15 @@ def reference_from_training_set(ts, exclude_seen: bool = True, exclude_unavailab
     )
 
 
+def published_manifest(warehouse: Path | str, ds: str) -> dict | None:
+    """The manifest of the live ``recommendations/ds=<ds>`` partition, or None when that day has
+    no complete published partition (never published, or dropped by retention)."""
+    folder = io.partition_path(warehouse, RECOMMENDATIONS, ds)
+    if not io.is_complete(folder) or not (folder / MANIFEST).exists():
+        return None
+    return json.loads((folder / MANIFEST).read_text())
+
+
 def verify_partition(folder: Path | str) -> bool:
     """True when the partition is complete and its files match the manifest's checksums."""
     folder = Path(folder)

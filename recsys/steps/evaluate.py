@@ -2,7 +2,8 @@
 
 The new version (challenger) and the current ``champion`` are scored on the same held-out slice —
 translated into each model's own id space, restricted to users and items both models know — and
-the gate decides the alias.
+the gate decides the alias. A challenger trained on an older ``ds`` than the champion (a backfill)
+is never promoted unless ``force_promote`` (see :func:`recsys.evaluate.gate.decide`).
 """
 from __future__ import annotations
 
@@ -47,8 +48,13 @@ def compare_on_holdout(cfg: Config, ts: TrainingSet, models: list[tracking.Loade
     return out
 
 
-def evaluate_families(cfg: Config, ds: str, families: list[str]) -> dict[str, GateDecision]:
-    """Run the champion/challenger gate for each family's version trained for ``ds``."""
+def evaluate_families(cfg: Config, ds: str, families: list[str],
+                      force_promote: bool = False) -> dict[str, GateDecision]:
+    """Run the champion/challenger gate for each family's version trained for ``ds``.
+
+    ``force_promote`` lets a challenger trained on older data than the champion be promoted
+    (on its metrics); without it such a challenger is never promoted.
+    """
     ts = load_training_set(cfg.paths.warehouse, ds)
     decisions = {}
     for family in families:
@@ -57,15 +63,19 @@ def evaluate_families(cfg: Config, ds: str, families: list[str]) -> dict[str, Ga
             raise LookupError(f"no version of {family} was trained for ds={ds}; run train first")
         challenger = tracking.load_version(cfg, family, version)
         champ_version = tracking.champion_version(cfg, family)
-        champion = None
+        champion, champ_ds = None, None
         if champ_version is not None and champ_version != version:
             champion = tracking.load_version(cfg, family, champ_version)
+            champ_info = tracking.version_info(cfg, family, champ_version)
+            champ_ds = champ_info.ds if champ_info else None
         models = [challenger] + ([champion] if champion else [])
         metrics = compare_on_holdout(cfg, ts, models)
         decision = decide(metrics[1] if champion else None, metrics[0],
-                          metric=cfg.evaluate.metric, tolerance=cfg.evaluate.tolerance)
+                          metric=cfg.evaluate.metric, tolerance=cfg.evaluate.tolerance,
+                          champion_ds=champ_ds, challenger_ds=ds, force_promote=force_promote)
         tracking.record_gate(cfg, family, challenger, champion, decision, metrics[0],
                         metrics[1] if champion else None)
         decisions[family] = decision
-        log.info("%s v%s vs champion %s: %s", family, version, champ_version, decision.reason)
+        log.info("%s v%s (ds=%s) vs champion %s (ds=%s): %s", family, version, ds, champ_version,
+                 champ_ds, decision.reason)
     return decisions

@@ -1,7 +1,9 @@
-"""The score step: every user of the day's training set, scored with the family's champion; the
-top-N table is staged for the publish step (:mod:`recsys.steps.publish`)."""
+"""The score step: every user of the day's training set, scored with the version that serves the
+day (see :func:`choose_version`); the top-N table is staged for the publish step
+(:mod:`recsys.steps.publish`)."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from pathlib import Path
@@ -13,16 +15,119 @@ from recsys.data.training_set import load_training_set
 from recsys.device import choose_device
 from recsys.score._sink import Provenance
 from recsys.score.engine import stage, write_topn
-from recsys.tracking import LoadedModel, load_model
+from recsys.score.publish import published_manifest
+from recsys.tracking import (
+    LoadedModel,
+    champion_version,
+    list_versions,
+    load_version,
+    version_info,
+)
 
 log = logging.getLogger(__name__)
 
+RESCORE_HINT = "pass --rescore-with-champion to score it with the current champion instead"
 
-def _candidates(cfg: Config, loaded: LoadedModel, n_items: int):
+
+@dataclasses.dataclass(frozen=True)
+class ModelChoice:
+    """The registered version that scores a day, and why (logged, and kept in the manifest's
+    ``scoring.models``)."""
+
+    family: str
+    name: str
+    version: str
+    rule: str  # served | champion | backfill | rescore_with_champion
+    why: str
+
+    def as_dict(self) -> dict[str, str]:
+        return dataclasses.asdict(self)
+
+
+def choose_version(cfg: Config, family: str, ds: str, rescore_with_champion: bool = False,
+                   served: dict | None = None) -> ModelChoice:
+    """Which version of ``family`` scores ``ds``; ``served`` is the ``{name, version, run_id}``
+    that scored the day's published partition, if there is one. In order:
+
+    1. ``rescore_with_champion``: the current champion, whatever served the day before;
+    2. ``served`` (a rerun of a published day): that same version, so a rerun reproduces the day;
+    3. the champion, when it was trained on data up to ``ds`` (its ``ds`` tag <= ``ds``: the
+       nightly run, or a retry of a day that failed before publishing);
+    4. otherwise (a backfill of a day older than the champion's training data): the newest
+       version trained on data up to ``ds`` that the gate promoted, i.e. the version that was
+       champion after that day's nightly run. None: refuse (``LookupError``), never score a past
+       day with a model trained on its future unless told to.
+    """
+    name = cfg.mlflow.registered_name(family)
+    if served is not None and served.get("name") != name:
+        log.warning("ds=%s was published by %s v%s, not by %s: scoring with %s as asked",
+                    ds, served.get("name"), served.get("version"), name, name)
+        served = None
+    champ = champion_version(cfg, family)
+    if rescore_with_champion:
+        if champ is None:
+            raise LookupError(f"no version of {name} has the alias 'champion'; train and evaluate first")
+        was = f" instead of v{served['version']}, which served the published partition" if served else ""
+        return ModelChoice(family, name, champ, "rescore_with_champion",
+                           f"--rescore-with-champion: the champion v{champ}{was}")
+    if served is not None:
+        info = version_info(cfg, family, served["version"])
+        if info is None or (served.get("run_id") and info.run_id != served["run_id"]):
+            raise LookupError(
+                f"ds={ds} was published by {name} v{served['version']} (run {served.get('run_id')}), "
+                f"which the registry no longer holds" + (f" (its v{info.version} is run {info.run_id})"
+                                                         if info else "") + f"; {RESCORE_HINT}")
+        return ModelChoice(family, name, info.version, "served",
+                           f"rerun of ds={ds}: v{info.version} (trained on ds={info.ds}) served its "
+                           f"published partition")
+    if champ is None:
+        raise LookupError(f"no version of {name} has the alias 'champion'; train and evaluate first")
+    champ_info = version_info(cfg, family, champ)
+    champ_ds = champ_info.ds if champ_info else None
+    if champ_ds is None or champ_ds <= ds:
+        return ModelChoice(family, name, champ, "champion",
+                           f"first scoring of ds={ds}: the champion v{champ} (trained on ds={champ_ds})")
+    earlier = [v for v in list_versions(cfg, family) if v.gate == "promoted" and v.ds and v.ds <= ds]
+    if not earlier:
+        raise LookupError(
+            f"backfill of ds={ds}: the champion {name} v{champ} was trained on later data "
+            f"(ds={champ_ds}) and no version trained on data up to ds={ds} ever passed the gate; "
+            f"{RESCORE_HINT}")
+    pick = max(earlier, key=lambda v: (v.ds, int(v.version)))
+    return ModelChoice(family, name, pick.version, "backfill",
+                       f"backfill of ds={ds}: the champion v{champ} was trained on later data "
+                       f"(ds={champ_ds}); v{pick.version} (trained on ds={pick.ds}) is the newest "
+                       f"version trained on data up to ds={ds} that the gate promoted")
+
+
+def _served(manifest: dict | None, key: str) -> dict | None:
+    """``{name, version, run_id}`` of the model (``key="model"``) or the re-ranking candidates
+    model (``key="candidates"``) that scored a published partition."""
+    if manifest is None:
+        return None
+    if key == "model":
+        if manifest.get("model_name") is None or manifest.get("model_version") is None:
+            return None
+        return {"name": manifest["model_name"], "version": str(manifest["model_version"]),
+                "run_id": manifest.get("mlflow_run_id")}
+    return ((manifest.get("scoring") or {}).get("models") or {}).get(key)
+
+
+def _load(cfg: Config, choice: ModelChoice) -> LoadedModel:
+    log.info("scoring with %s v%s [%s]: %s", choice.name, choice.version, choice.rule, choice.why)
+    return load_version(cfg, choice.family, choice.version)
+
+
+def _candidates(cfg: Config, loaded: LoadedModel, n_items: int, ds: str, rescore_with_champion: bool,
+                manifest: dict | None, used: dict):
     """A factorized model in the same id space as ``loaded``, when re-ranking is needed."""
     if loaded.model.factorized or n_items <= cfg.score.full_scoring_max_items:
         return None
-    cand = load_model(cfg, cfg.score.candidates_model)
+    choice = choose_version(cfg, cfg.score.candidates_model, ds, rescore_with_champion,
+                            _served(manifest, "candidates"))
+    cand = _load(cfg, choice)
+    used["candidates"] = {"name": cand.name, "version": cand.version, "run_id": cand.run_id,
+                          "rule": choice.rule, "why": choice.why}
     same = (np.array_equal(cand.bundle.user_ids, loaded.bundle.user_ids)
             and np.array_equal(cand.bundle.item_ids, loaded.bundle.item_ids))
     if not same:
@@ -32,12 +137,17 @@ def _candidates(cfg: Config, loaded: LoadedModel, n_items: int):
 
 
 def score_ds(cfg: Config, ds: str, family: str | None = None, generated_at: dt.datetime | None = None,
-             on_block=None) -> Path:
-    """Score every user of the training set of ``ds`` with ``family``'s champion; stage the
-    table (see :func:`recsys.score.staging.pending_path`) and return its folder."""
+             on_block=None, rescore_with_champion: bool = False) -> Path:
+    """Score every user of the training set of ``ds`` with the version of ``family`` that serves
+    ``ds`` (:func:`choose_version`: on a rerun of a published day, the version that served it);
+    stage the table (see :func:`recsys.score.staging.pending_path`) and return its folder."""
     family = family or cfg.score.model
     ts = load_training_set(cfg.paths.warehouse, ds)
-    loaded = load_model(cfg, family)
+    manifest = published_manifest(cfg.paths.warehouse, ds)
+    choice = choose_version(cfg, family, ds, rescore_with_champion, _served(manifest, "model"))
+    loaded = _load(cfg, choice)
+    used = {"model": {"name": loaded.name, "version": loaded.version, "run_id": loaded.run_id,
+                      "rule": choice.rule, "why": choice.why}}
     # generated_at is provenance only: it never decides what is read.
     prov = Provenance(loaded.name, str(loaded.version), loaded.run_id,
                       generated_at or dt.datetime.now(dt.timezone.utc))
@@ -49,9 +159,10 @@ def score_ds(cfg: Config, ds: str, family: str | None = None, generated_at: dt.d
         from recsys.spark import get_spark
 
         spark = get_spark("score", cfg.spark)
-        return stage(cfg.paths.warehouse, ds,
-                     lambda out: write_topn_spark(spark, loaded.bundle, ts, prov, out, cfg.score))
+        return stage(cfg.paths.warehouse, ds, lambda out: {
+            **write_topn_spark(spark, loaded.bundle, ts, prov, out, cfg.score), "models": used})
     device = choose_device(cfg.train.device)
-    cand = _candidates(cfg, loaded, len(loaded.bundle.item_ids))
-    return stage(cfg.paths.warehouse, ds, lambda out: write_topn(
-        loaded.bundle, ts, prov, out, cfg.score, device, candidates=cand, on_block=on_block))
+    cand = _candidates(cfg, loaded, len(loaded.bundle.item_ids), ds, rescore_with_champion, manifest, used)
+    return stage(cfg.paths.warehouse, ds, lambda out: {**write_topn(
+        loaded.bundle, ts, prov, out, cfg.score, device, candidates=cand, on_block=on_block),
+        "models": used})

@@ -66,7 +66,8 @@ def _validate(dag, conf):
 def test_param_defaults_validate(nightly):
     resolved = nightly.params.validate()
     assert resolved == {"ds": None, "models": ["mf_bpr"], "top_n": 10, "epochs": None,
-                        "force_publish": False, "dry_run": False}
+                        "force_publish": False, "dry_run": False,
+                        "rescore_with_champion": False}
 
 
 @pytest.mark.parametrize("conf", [
@@ -75,6 +76,7 @@ def test_param_defaults_validate(nightly):
     {"top_n": 1}, {"top_n": 1000},
     {"epochs": 3}, {"epochs": None},
     {"force_publish": True, "dry_run": True},
+    {"rescore_with_champion": True},
 ])
 def test_valid_conf_is_accepted(nightly, conf):
     _validate(nightly, conf)
@@ -85,7 +87,7 @@ def test_valid_conf_is_accepted(nightly, conf):
     {"models": ["bogus"]}, {"models": []}, {"models": ["mf_bpr", "mf_bpr"]}, {"models": "mf_bpr"},
     {"ds": "2024-13-01"}, {"ds": "20240301"}, {"ds": "yesterday"},
     {"epochs": 0},
-    {"dry_run": "yes"},
+    {"dry_run": "yes"}, {"rescore_with_champion": "yes"},
 ])
 def test_bad_conf_is_rejected(nightly, conf):
     from airflow.sdk.exceptions import ParamValidationError

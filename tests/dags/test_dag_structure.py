@@ -53,7 +53,8 @@ def test_sensor_reschedules_and_times_out(nightly):
 RUN = SimpleNamespace(logical_date=dt.datetime(2024, 5, 6, 2, tzinfo=dt.timezone.utc),
                       run_after=dt.datetime(2024, 5, 7, 2, tzinfo=dt.timezone.utc))
 DEFAULTS = {"ds": None, "models": ["mf_bpr"], "top_n": 10, "epochs": None,
-            "force_publish": False, "dry_run": False}
+            "force_publish": False, "dry_run": False,
+            "rescore_with_champion": False}
 
 
 def _render(dag, task_id, field, **params):
@@ -72,6 +73,8 @@ def test_evaluate_and_score_follow_the_form(nightly):
     assert cmd.endswith("-m jobs.evaluate --ds 2024-05-06 --models mf_bpr,ease")
     cmd = _render(nightly, "score", "bash_command", top_n=25)
     assert cmd.endswith("-m jobs.score --ds 2024-05-06 --set score.top_n=25")
+    cmd = _render(nightly, "score", "bash_command", rescore_with_champion=True)
+    assert cmd.endswith("-m jobs.score --ds 2024-05-06 --set score.top_n=10 --rescore-with-champion")
 
 
 def test_validate_checks_against_the_same_top_n(nightly):

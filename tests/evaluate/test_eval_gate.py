@@ -70,3 +70,29 @@ def test_a_deliberately_worse_model_is_not_promoted():
     d = decide(champion, challenger, "ndcg@3", tolerance=0.02)
     assert champion["ndcg@3"] == pytest.approx(1.0) and challenger["ndcg@3"] == 0.0
     assert not d.promote
+
+
+def test_challenger_trained_on_older_data_never_replaces_a_newer_champion():
+    better = decide({"ndcg@10": 0.30}, {"ndcg@10": 0.40}, "ndcg@10", 0.02,
+                    champion_ds="2026-03-04", challenger_ds="2026-03-02")
+    assert not better.promote and better.challenger_value == 0.40
+    assert "older data than the champion (ds=2026-03-04)" in better.reason
+    assert "--force-promote" in better.reason
+    forced = decide({"ndcg@10": 0.30}, {"ndcg@10": 0.40}, "ndcg@10", 0.02,
+                    champion_ds="2026-03-04", challenger_ds="2026-03-02", force_promote=True)
+    assert forced.promote and forced.reason.startswith("--force-promote")
+    # Forcing lifts only the recency rule: a worse challenger still loses on metrics.
+    assert not decide({"ndcg@10": 0.30}, {"ndcg@10": 0.10}, "ndcg@10", 0.02, champion_ds="2026-03-04",
+                      challenger_ds="2026-03-02", force_promote=True).promote
+
+
+@pytest.mark.parametrize("champion_ds, challenger_ds", [
+    ("2026-03-02", "2026-03-02"),  # a retrain of the same day
+    ("2026-03-01", "2026-03-02"),  # the nightly case
+    (None, "2026-03-02"),          # a champion without a ds tag
+    ("not a date", "2026-03-02"),
+])
+def test_recency_rule_applies_only_to_a_known_older_challenger(champion_ds, challenger_ds):
+    d = decide({"ndcg@10": 0.30}, {"ndcg@10": 0.40}, "ndcg@10", 0.02,
+               champion_ds=champion_ds, challenger_ds=challenger_ds)
+    assert d.promote and "older data" not in d.reason

@@ -8,20 +8,49 @@ import pytest
 
 from recsys import io
 from recsys.score.engine import pending_path
-from recsys.tracking import LoadedModel
+from recsys.tracking import LoadedModel, VersionInfo
 from tests.score.conftest import fit_bundle, make_data
 
 DS = "2024-03-02"
 
 
+class FakeRegistry:
+    """The few registry calls the score step makes, over in-memory versions."""
+
+    def __init__(self):
+        self.versions: dict[str, tuple[VersionInfo, object]] = {}
+        self.champion: str | None = None
+
+    def add(self, version: str, bundle, ds: str, champion: bool = True) -> None:
+        self.versions[version] = (VersionInfo("recsys_mf_bpr", version, f"r{version}", ds,
+                                              "promoted" if champion else "rejected"), bundle)
+        if champion:
+            self.champion = version
+
+    def install(self, monkeypatch) -> None:
+        m = "recsys.steps.score"
+        monkeypatch.setattr(f"{m}.champion_version", lambda cfg, family: self.champion)
+        monkeypatch.setattr(f"{m}.version_info",
+                            lambda cfg, family, v: self.versions[v][0] if v in self.versions else None)
+        monkeypatch.setattr(f"{m}.list_versions", lambda cfg, family: [i for i, _ in self.versions.values()])
+        monkeypatch.setattr(f"{m}.load_version", lambda cfg, family, v: LoadedModel(
+            self.versions[v][1], f"recsys_{family}", v, f"r{v}"))
+
+
 @pytest.fixture()
-def stubs(monkeypatch, config):
+def registry(monkeypatch, config):
+    reg = FakeRegistry()
+    reg.install(monkeypatch)
+    return reg
+
+
+@pytest.fixture()
+def stubs(monkeypatch, config, registry):
     data = make_data()
     bundle = fit_bundle(data)
     for step in ("recsys.steps.score", "recsys.steps.publish"):
         monkeypatch.setattr(f"{step}.load_training_set", lambda wh, ds: data)
-    monkeypatch.setattr("recsys.steps.score.load_model",
-                        lambda cfg, family, alias="champion": LoadedModel(bundle, f"recsys_{family}", "7", "r7"))
+    registry.add("7", bundle, "2024-03-01")
     return data, bundle
 
 
@@ -74,3 +103,31 @@ def test_validate_only_checks_without_publishing(stubs, config, capsys):
     assert pending_path(config.paths.warehouse, DS).is_dir()
     assert not io.partition_path(config.paths.warehouse, "recommendations", DS).exists()
     assert publish.main(["--ds", DS, "--set", "score.top_n=2", "--validate-only"]) == 1
+
+
+def _published(config, ds=DS):
+    final = io.partition_path(config.paths.warehouse, "recommendations", ds)
+    return json.loads((final / "_manifest.json").read_text()), pd.read_parquet(final)
+
+
+def test_rerun_job_of_a_published_day_keeps_its_version_unless_told(stubs, registry, config, capsys):
+    from jobs import publish, score
+
+    data, bundle = stubs
+    top = ["--set", "score.top_n=3"]
+    assert score.main(["--ds", DS, *top]) == 0 and publish.main(["--ds", DS, *top]) == 0
+    first, first_rows = _published(config)
+    assert first["model_version"] == "7" and first["scoring"]["models"]["model"]["rule"] == "champion"
+    registry.add("8", fit_bundle(data, epochs=6), "2024-03-05")  # a later day's champion
+
+    assert score.main(["--ds", DS, *top]) == 0 and publish.main(["--ds", DS, *top]) == 0
+    again, again_rows = _published(config)
+    assert again["model_version"] == "7" and again["scoring"]["models"]["model"]["rule"] == "served"
+    pd.testing.assert_frame_equal(again_rows.drop(columns="generated_at"),
+                                  first_rows.drop(columns="generated_at"))
+
+    assert score.main(["--ds", DS, *top, "--rescore-with-champion"]) == 0
+    assert publish.main(["--ds", DS, *top]) == 0
+    rescored, _ = _published(config)
+    assert rescored["model_version"] == "8"
+    assert rescored["scoring"]["models"]["model"]["rule"] == "rescore_with_champion"
