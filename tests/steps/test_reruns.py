@@ -16,8 +16,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from recsys import io
-from recsys import tracking
+from recsys import io, tracking
 from recsys.config import load_config
 from recsys.schema import RECOMMENDATIONS
 from recsys.score.publish import read_table
