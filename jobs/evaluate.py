@@ -7,20 +7,20 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs._common import job_parser, setup
+from jobs._common import add_models_arg, job_parser, models_from, setup
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = job_parser(__doc__.splitlines()[0])
-    p.add_argument("--models", default=None, help="comma-separated families (default: train.models)")
+    add_models_arg(p)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = setup(args)
+    families = models_from(args, cfg)  # every name checked before any model is loaded
     from recsys.steps.evaluate import evaluate_families
 
-    families = args.models.split(",") if args.models else list(cfg.train.models)
     for family, d in evaluate_families(cfg, args.ds, families).items():
         print(f"{family}: {'PROMOTED' if d.promote else 'KEPT CHAMPION'} - {d.reason}")
     return 0
