@@ -15,8 +15,8 @@ from __future__ import annotations
 import copy
 import os
 import re
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -69,7 +69,9 @@ def check_model_names(names: Iterable[str], what: str = "models") -> tuple[str, 
     return names
 
 
-def parse_model_list(value: str | None, default: Iterable[str], what: str = "--models") -> tuple[str, ...]:
+def parse_model_list(
+    value: str | None, default: Iterable[str], what: str = "--models"
+) -> tuple[str, ...]:
     """A comma-separated list of families (``--models mf_bpr,ease``), checked; ``None``: ``default``.
 
     An empty value or an empty item (``""``, ``"mf_bpr,"``) is an error, not the default.
@@ -313,8 +315,9 @@ def load_config(
 ) -> Config:
     """Load and validate the configuration.
 
-    ``env`` (a name of ``conf/env/``, never a path) defaults to ``$RECSYS_ENV`` or ``local``; ``conf_dir`` to ``$RECSYS_CONF`` or the
-    repository's ``conf/``. ``overrides`` maps dotted keys (``"score.top_n"``) to values.
+    ``env`` (a name of ``conf/env/``, never a path) defaults to ``$RECSYS_ENV`` or ``local``;
+    ``conf_dir`` to ``$RECSYS_CONF`` or the repository's ``conf/``. ``overrides`` maps dotted
+    keys (``"score.top_n"``) to values.
     Model hyper-parameters are validated here too, without importing a model (or torch).
     """
     conf_dir = Path(conf_dir or os.environ.get("RECSYS_CONF") or DEFAULT_CONF_DIR)
