@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from recsys.config import Config, load_config
+from recsys.config import Config, ConfigError, load_config, parse_model_list
 from recsys.io import parse_ds
 
 
@@ -27,7 +27,8 @@ def parse_set(values: list[str]) -> dict[str, Any]:
 def job_parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--ds", required=True, help="logical date YYYY-MM-DD (the partition to process)")
-    p.add_argument("--env", default=None, help="conf/env/<ENV>.yaml to apply (default: $RECSYS_ENV or local)")
+    p.add_argument("--env", default=None,
+                   help="the name of a conf/env/<ENV>.yaml to apply, not a path (default: $RECSYS_ENV or local)")
     p.add_argument("--conf-dir", type=Path, default=None, help="configuration folder (default: conf/)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set score.top_n=20 (repeatable)")
@@ -52,4 +53,21 @@ def setup(args: argparse.Namespace, extra_overrides: dict[str, Any] | None = Non
         raise SystemExit(f"error: {exc}") from None
     overrides = parse_set(args.set)
     overrides.update(extra_overrides or {})
-    return load_config(env=args.env, overrides=overrides, conf_dir=args.conf_dir)
+    try:
+        return load_config(env=args.env, overrides=overrides, conf_dir=args.conf_dir)
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def add_models_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", default=None,
+                   help="comma-separated families (default: train.models); every name is checked "
+                        "before any work starts")
+
+
+def models_from(args: argparse.Namespace, cfg: Config) -> list[str]:
+    """``--models`` (or ``train.models``), checked: empty or unknown names are an error, up front."""
+    try:
+        return list(parse_model_list(args.models, cfg.train.models))
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None

@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs._common import job_parser, setup
+from jobs._common import add_models_arg, job_parser, models_from, setup
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = job_parser(__doc__.splitlines()[0])
-    p.add_argument("--models", default=None, help="comma-separated families (default: train.models)")
+    add_models_arg(p)
     p.add_argument("--force-promote", action="store_true",
                    help="allow promoting a version trained on older data (an earlier ds) than the "
                         "champion; the metric comparison still applies")
@@ -24,9 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     cfg = setup(args)
+    families = models_from(args, cfg)  # every name checked before any model is loaded
     from recsys.steps.evaluate import evaluate_families
 
-    families = args.models.split(",") if args.models else list(cfg.train.models)
     decisions = evaluate_families(cfg, args.ds, families, force_promote=args.force_promote)
     for family, d in decisions.items():
         print(f"{family}: {'PROMOTED' if d.promote else 'KEPT CHAMPION'} - {d.reason}")

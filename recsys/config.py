@@ -3,19 +3,36 @@
 ``conf/base.yaml`` is merged with ``conf/env/<env>.yaml`` and with explicit overrides (dotted keys),
 then validated. Unknown keys and wrong types are errors that name the key. ``${RECSYS_HOME}`` in
 any string expands to that environment variable (default ``./var``, made absolute).
+
+Nonsense is refused here, before any step does work: numbers and booleans are strict (``true`` is
+not the integer 1, ``"20"`` is not a number; YAML and ``--set`` values arrive typed, so
+``--set score.top_n=20`` is the int 20), ``score.top_n`` is at most :data:`MAX_TOP_N`, regular
+expressions are compiled, ``evaluate.metric`` must be a metric the gate receives, model lists
+name known families only, and ``env`` names a file of ``conf/env/``.
 """
 from __future__ import annotations
 
 import copy
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
-from recsys.model_params import validate_params
+from recsys.model_params import model_names, validate_params
 from recsys.schema import STAGING
 
 DEFAULT_CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -23,6 +40,58 @@ DEFAULT_CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 class ConfigError(ValueError):
     """A configuration file or override is invalid."""
+
+
+# Strict numbers: a bool is not a number and a string is not parsed (YAML already typed it).
+# An int is still a valid float (``max_quantity: 1000``).
+Float = Annotated[float, Strict()]
+
+# The most recommendations per user the score step writes (the DAG form's maximum too): the
+# scorers hold a users x top_n block per batch and the published table grows with it.
+MAX_TOP_N = 1000
+
+# The ranking metrics evaluate computes, keyed "<name>@<k>" (recsys.metrics.ranking_metrics; a
+# test holds the two equal, without importing numpy/scipy here).
+RANKING_METRICS = ("precision", "recall", "ndcg", "map", "hit_rate", "mrr")
+
+# A name of conf/env/: no path separators, no dots, nothing to escape the folder with.
+_ENV_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def check_model_names(names: Iterable[str], what: str = "models") -> tuple[str, ...]:
+    """``names`` as a tuple, or a :class:`ConfigError` when it is empty or holds unknown families.
+
+    Every name is checked before anything is trained: an unknown name found after the first
+    family was trained and registered leaves a half-done run behind.
+    """
+    names = tuple(names)
+    known = model_names()
+    if not names:
+        raise ConfigError(f"{what}: no model family given; known: {', '.join(known)}")
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"{what}: unknown model famil{'y' if len(unknown) == 1 else 'ies'} "
+                          f"{', '.join(map(repr, unknown))}; known: {', '.join(known)}")
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ConfigError(f"{what}: listed more than once: {', '.join(duplicated)}")
+    return names
+
+
+def parse_model_list(
+    value: str | None, default: Iterable[str], what: str = "--models"
+) -> tuple[str, ...]:
+    """A comma-separated list of families (``--models mf_bpr,ease``), checked; ``None``: ``default``.
+
+    An empty value or an empty item (``""``, ``"mf_bpr,"``) is an error, not the default.
+    """
+    if value is None:
+        return check_model_names(default, "train.models")
+    names = [n.strip() for n in value.split(",")]
+    if not value.strip() or any(not n for n in names):
+        raise ConfigError(f"{what} {value!r}: expected comma-separated model families; "
+                          f"known: {', '.join(model_names())}")
+    return check_model_names(names, what)
 
 
 class _Frozen(BaseModel):
@@ -47,15 +116,25 @@ class SparkConfig(_Frozen):
 
 
 class CleanConfig(_Frozen):
-    event_weights: dict[str, float]
-    rating_range: tuple[float, float] = (0.5, 5.0)
-    max_quantity: float = 1000
-    late_tolerance_hours: float = 48
-    early_tolerance_hours: float = 2
-    bot_max_events_per_day: int = 5000
+    event_weights: dict[str, Float]
+    rating_range: tuple[Float, Float] = (0.5, 5.0)
+    max_quantity: Float = 1000
+    late_tolerance_hours: Float = 48
+    early_tolerance_hours: Float = 2
+    bot_max_events_per_day: StrictInt = 5000
     internal_users: tuple[str, ...] = ()
     # event_id, user_id and item_id must match this (after trimming) or the row is quarantined.
     id_pattern: str = r"^[A-Za-z0-9][A-Za-z0-9_.:@/+\-]{0,127}$"
+
+    @field_validator("id_pattern")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        # Compiled now, not when Spark first evaluates it mid-job.
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return v
 
     @property
     def event_types(self) -> tuple[str, ...]:
@@ -63,45 +142,69 @@ class CleanConfig(_Frozen):
 
 
 class FeaturesConfig(_Frozen):
-    lookback_days: int = Field(30, ge=1)
-    min_weight: float = 0.0
+    lookback_days: StrictInt = Field(30, ge=1)
+    min_weight: Float = 0.0
     # Most frequent values kept per categorical attribute (genres, occupation, ...), one column each.
-    max_categories: int = Field(64, ge=1)
+    max_categories: StrictInt = Field(64, ge=1)
     # Buckets of the hashed bag of title/tag/text tokens in item features (0 = none).
-    text_hash_buckets: int = Field(32, ge=0)
+    text_hash_buckets: StrictInt = Field(32, ge=0)
 
 
 class TrainConfig(_Frozen):
     models: tuple[str, ...] = ("mf_bpr",)
-    seed: int = 42
+    seed: StrictInt = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    epochs: int | None = Field(None, ge=1)
-    validation_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    epochs: StrictInt | None = Field(None, ge=1)
+    validation_fraction: Float = Field(0.1, ge=0.0, lt=1.0)
+
+    @field_validator("models")
+    @classmethod
+    def _known_models(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        try:
+            return check_model_names(v, "train.models")
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
 
 class EvaluateConfig(_Frozen):
-    k: int = Field(10, ge=1)
+    k: StrictInt = Field(10, ge=1)
+    # "<name>@<k>", name one of RANKING_METRICS and k this section's k: the only metrics evaluate
+    # computes. Anything else would never be found in the challenger's metrics, so the gate would
+    # keep the champion forever.
     metric: str = "ndcg@10"
-    tolerance: float = Field(0.02, ge=0.0)
+    tolerance: Float = Field(0.02, ge=0.0)
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, metric: str, info: ValidationInfo) -> str:
+        k = info.data.get("k")  # absent when k itself is invalid (that error is reported)
+        name, sep, at = metric.partition("@")
+        if not sep or name not in RANKING_METRICS or not re.fullmatch(r"[1-9][0-9]*", at):
+            raise ValueError(f"{metric!r} is not a metric evaluate computes: expected "
+                             f"<name>@{k or '<k>'} with <name> one of {', '.join(RANKING_METRICS)}")
+        if k is not None and int(at) != k:
+            raise ValueError(f"{metric!r}: evaluate computes metrics at k={k} (evaluate.k); "
+                             f"use {name}@{k} or set evaluate.k={int(at)}")
+        return metric
 
 
 class ScoreConfig(_Frozen):
     # The model family whose `champion` version writes the published table.
     model: str = "mf_bpr"
-    top_n: int = Field(10, ge=1)
-    block_size: int = Field(4096, ge=1)
-    exclude_seen: bool = True
-    exclude_unavailable: bool = True
+    top_n: StrictInt = Field(10, ge=1, le=MAX_TOP_N)
+    block_size: StrictInt = Field(4096, ge=1)
+    exclude_seen: StrictBool = True
+    exclude_unavailable: StrictBool = True
     engine: Literal["local", "spark"] = "local"
     # Non-factorized models (NeuMF, Mult-VAE, ...) re-rank the top `candidates_m` items of this
     # factorized family's champion, unless the catalog is small enough to score in full.
     candidates_model: str = "mf_bpr"
-    candidates_m: int = Field(200, ge=1)
-    full_scoring_max_items: int = Field(5000, ge=0)
+    candidates_m: StrictInt = Field(200, ge=1)
+    full_scoring_max_items: StrictInt = Field(5000, ge=0)
 
 
 class PublishConfig(_Frozen):
-    retention_partitions: int = Field(14, ge=1)
+    retention_partitions: StrictInt = Field(14, ge=1)
 
 
 class MlflowConfig(_Frozen):
@@ -198,6 +301,22 @@ def _apply_override(raw: dict, dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
+def environments(conf_dir: Path | str | None = None) -> list[str]:
+    """The environments of ``conf_dir`` (``conf/env/<name>.yaml``), sorted."""
+    folder = Path(conf_dir or os.environ.get("RECSYS_CONF") or DEFAULT_CONF_DIR) / "env"
+    return sorted(p.stem for p in folder.glob("*.yaml") if _ENV_NAME.fullmatch(p.stem))
+
+
+def env_file(conf_dir: Path | str, env: str) -> Path:
+    """``conf_dir/env/<env>.yaml``; ``env`` must be a plain name of one of them, never a path."""
+    if not isinstance(env, str) or not _ENV_NAME.fullmatch(env) \
+            or not (Path(conf_dir) / "env" / f"{env}.yaml").is_file():
+        known = environments(conf_dir)
+        raise ConfigError(f"unknown environment {env!r}: expected one of "
+                          f"{', '.join(known) or '(none)'} (conf/env/<name>.yaml in {conf_dir})")
+    return Path(conf_dir) / "env" / f"{env}.yaml"
+
+
 def load_config(
     env: str | None = None,
     overrides: dict[str, Any] | None = None,
@@ -205,17 +324,16 @@ def load_config(
 ) -> Config:
     """Load and validate the configuration.
 
-    ``env`` defaults to ``$RECSYS_ENV`` or ``local``; ``conf_dir`` to ``$RECSYS_CONF`` or the
-    repository's ``conf/``. ``overrides`` maps dotted keys (``"score.top_n"``) to values.
+    ``env`` (a name of ``conf/env/``, never a path) defaults to ``$RECSYS_ENV`` or ``local``;
+    ``conf_dir`` to ``$RECSYS_CONF`` or the repository's ``conf/``. ``overrides`` maps dotted
+    keys (``"score.top_n"``) to values.
     Model hyper-parameters are validated here too, without importing a model (or torch).
     """
     conf_dir = Path(conf_dir or os.environ.get("RECSYS_CONF") or DEFAULT_CONF_DIR)
-    env = env or os.environ.get("RECSYS_ENV", "local")
+    if env is None:
+        env = os.environ.get("RECSYS_ENV") or "local"
     raw = _read_yaml(conf_dir / "base.yaml")
-    env_file = conf_dir / "env" / f"{env}.yaml"
-    if not env_file.exists():
-        raise ConfigError(f"unknown environment {env!r}: {env_file} does not exist")
-    raw = _merge(raw, _read_yaml(env_file))
+    raw = _merge(raw, _read_yaml(env_file(conf_dir, env)))
     models = {p.stem: _read_yaml(p) for p in sorted((conf_dir / "models").glob("*.yaml"))}
     raw["models"] = _merge(models, raw.get("models", {}))
     for key, value in (overrides or {}).items():

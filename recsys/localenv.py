@@ -4,6 +4,10 @@ Used by ``scripts/airflow.sh``, ``make demo`` and the Airflow end-to-end tests, 
 the scheduler, ``airflow dags test`` and the tasks they start all see the same metadata DB, the
 same ``spark_default`` connection and the same ``RECSYS_HOME``. Nothing here imports Airflow:
 settings travel as ``AIRFLOW__SECTION__KEY`` variables to the ``airflow`` subprocesses.
+
+Private by default: the Airflow home is mode 0700, and the metadata DB, the secrets and the
+passwords file are 0600 (created so, never readable by others even for a moment); the ``airflow``
+subprocesses started from here run with umask 077. The api-server listens on 127.0.0.1 only.
 """
 from __future__ import annotations
 
@@ -25,6 +29,25 @@ GPU_POOL = "gpu"
 # fighting over two cores. Raise it (airflow pools set gpu N ...) on a multi-GPU host.
 GPU_POOL_SLOTS = 1
 
+# The Airflow home and what it holds: only the owner may read them.
+HOME_MODE = 0o700
+FILE_MODE = 0o600
+UMASK = 0o077
+
+
+def _private_dir(path: Path) -> None:
+    """``path`` (and missing parents) as a directory only its owner can enter."""
+    path.mkdir(mode=HOME_MODE, parents=True, exist_ok=True)
+    path.chmod(HOME_MODE)  # mkdir's mode is filtered by the umask; an existing folder is tightened
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, a file that is mode 0600 from the moment it exists."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), FILE_MODE)  # an existing file keeps its mode through O_CREAT
+        f.write(text)
+
 
 def _secret(airflow_home: Path, name: str) -> str:
     """A random secret kept in a file, so every Airflow process of this home shares it.
@@ -32,11 +55,11 @@ def _secret(airflow_home: Path, name: str) -> str:
     The api-server signs the tokens the task workers present to the Execution API with
     ``jwt_secret``; a secret generated per process would make every task fail to authenticate.
     """
+    _private_dir(airflow_home)
     path = airflow_home / f".{name}"
-    if not path.exists():
-        airflow_home.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
+    if not path.exists() or not path.read_text().strip():
+        _write_private(path, secrets.token_urlsafe(32))
+    path.chmod(FILE_MODE)
     return path.read_text().strip()
 
 
@@ -46,6 +69,19 @@ def newest_landed_day(home: Path) -> str | None:
     days = sorted(p.name.split("=", 1)[1] for p in folder.glob(f"{DS}=*") if p.is_dir()
                   and any(f.is_file() and not f.name.startswith((".", "_")) for f in p.iterdir()))
     return days[-1] if days else None
+
+
+def secure_home(env: dict[str, str]) -> None:
+    """Tighten an Airflow home made before these modes applied: home 0700, stores 0600."""
+    af_home = Path(env["AIRFLOW_HOME"])
+    _private_dir(af_home)
+    db = Path(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///"))
+    stores = [db, *(db.with_name(db.name + s) for s in ("-journal", "-wal", "-shm")),
+              Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]),
+              *af_home.glob(".*secret*")]
+    for path in stores:
+        if path.is_file():
+            path.chmod(FILE_MODE)
 
 
 def airflow_env(home: Path, repo: Path, *, port: int = DEFAULT_PORT,
@@ -111,19 +147,20 @@ def admin_password(env: dict[str, str]) -> str:
     """The local ``admin`` password, created on first use (SimpleAuthManager reads this file)."""
     path = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
     if path.exists():
+        path.chmod(FILE_MODE)
         users = json.loads(path.read_text() or "{}")
         if users.get("admin"):
             return users["admin"]
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _private_dir(path.parent)
     password = secrets.token_urlsafe(12)
-    path.write_text(json.dumps({"admin": password}) + "\n")
-    path.chmod(0o600)
+    _write_private(path, json.dumps({"admin": password}) + "\n")
     return password
 
 
 def _airflow(env: dict[str, str], *args: str) -> None:
+    # umask 077: the metadata DB, its journal and the logs Airflow creates are the owner's only.
     subprocess.run([str(Path(sys.executable).parent / "airflow"), *args], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+                   stdout=subprocess.DEVNULL, umask=UMASK)
 
 
 def ensure_db(env: dict[str, str]) -> None:
@@ -138,13 +175,14 @@ def ensure_db(env: dict[str, str]) -> None:
     db = Path(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///"))
     stamp = af_home / ".db_migrated"
     wanted = version("apache-airflow-core")
+    secure_home(env)
     if db.exists() and stamp.exists() and stamp.read_text().strip() == wanted:
         return
-    af_home.mkdir(parents=True, exist_ok=True)
     _airflow(env, "db", "migrate")
     _airflow(env, "pools", "set", GPU_POOL, str(GPU_POOL_SLOTS),
              "Training jobs that use the GPU (one per device)")
     stamp.write_text(wanted + "\n")
+    secure_home(env)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,11 @@
 #   bash scripts/airflow.sh status
 # AIRFLOW_PORT (default 8780; the task-log server takes the next one) picks the port; the environment comes from recsys/localenv.py, so the
 # UI, the scheduler and `make demo` share one metadata DB, one connection set, one RECSYS_HOME.
+# Closed by default: the api-server listens on 127.0.0.1 only (recsys/localenv.py), and everything
+# this script and Airflow create (metadata DB, secrets, passwords, logs, pid files) is the owner's
+# only: umask 077 here, the Airflow home 0700 and its stores 0600 (recsys.localenv).
 set -euo pipefail
+umask 077
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 PY=${PYTHON:-$REPO/.venv/bin/python}

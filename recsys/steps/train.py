@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 
 from recsys import tracking
-from recsys.config import Config
+from recsys.config import Config, check_model_names
 from recsys.data.training_set import holdout_split, load_training_set
 from recsys.device import choose_device
 from recsys.models.base import FitOptions
@@ -21,7 +21,12 @@ log = logging.getLogger(__name__)
 def train_families(
     cfg: Config, ds: str, families: list[str], epochs: int | None = None, progress: bool = True
 ) -> list[tracking.TrainResult]:
-    """Train every family in ``families`` on the training set of ``ds``; register each version."""
+    """Train every family in ``families`` on the training set of ``ds``; register each version.
+
+    The whole list is checked first (:class:`recsys.config.ConfigError` when it is empty or names
+    an unknown family): nothing is loaded, trained or registered for a list that cannot finish.
+    """
+    families = list(check_model_names(families, "families"))
     ts = load_training_set(cfg.paths.warehouse, ds)
     train, _ = holdout_split(ts)
     device = choose_device(cfg.train.device)

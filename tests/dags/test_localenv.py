@@ -60,3 +60,76 @@ def test_embedded_default_has_no_schedule_and_the_form_defaults_to_the_newest_la
     assert env["RECSYS_DEFAULT_DS"] == "2026-11-21"  # 11-22 holds no data file
     chosen = airflow_env(home, REPO, base={"RECSYS_NIGHTLY_SCHEDULE": "0 2 * * *"})
     assert chosen["RECSYS_NIGHTLY_SCHEDULE"] == "0 2 * * *"
+
+
+# -- closed by default: the local Airflow's stores are the owner's only --------------------------
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def _fake_migrate(env: dict[str, str], *args: str) -> None:
+    """Stands in for `airflow db migrate`: creates the DB as a process with umask 022 would."""
+    import os
+    import sqlite3
+
+    if args[:2] == ("db", "migrate"):
+        db = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///")
+        old = os.umask(0o022)
+        try:
+            sqlite3.connect(db).execute("create table if not exists t (x)").connection.close()
+        finally:
+            os.umask(old)
+
+
+def test_local_airflow_db_secrets_and_passwords_are_private(tmp_path, monkeypatch):
+    import os
+
+    from recsys import localenv
+
+    monkeypatch.setattr(localenv, "_airflow", _fake_migrate)
+    old = os.umask(0o022)  # a permissive caller: the modes must not depend on its umask
+    try:
+        env = airflow_env(tmp_path / "var", REPO, base={})
+        localenv.ensure_db(env)
+        admin_password(env)
+    finally:
+        os.umask(old)
+    af = tmp_path / "var" / "airflow"
+    assert _mode(af) == 0o700
+    assert _mode(af / "airflow.db") == 0o600
+    assert _mode(af / "passwords.json") == 0o600
+    assert _mode(af / ".jwt_secret") == 0o600 and _mode(af / ".api_secret_key") == 0o600
+    assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
+
+
+def test_local_airflow_modes_are_tightened_on_an_existing_home(tmp_path, monkeypatch):
+    # A home created before the fix (0755 folder, 0644 DB, secrets and passwords) is tightened.
+    from recsys import localenv
+
+    env = airflow_env(tmp_path, REPO, base={})
+    admin_password(env)
+    af = Path(env["AIRFLOW_HOME"])
+    (af / "airflow.db").write_text("")
+    for path in [af, *af.iterdir()]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    monkeypatch.setattr(localenv, "_airflow", _fake_migrate)
+    airflow_env(tmp_path, REPO, base={})
+    localenv.ensure_db(env)
+    assert _mode(af) == 0o700
+    for name in (".api_secret_key", ".jwt_secret", "passwords.json", "airflow.db"):
+        assert _mode(af / name) == 0o600, name
+
+
+def test_airflow_subprocesses_run_with_umask_077(tmp_path, monkeypatch):
+    from recsys import localenv
+
+    seen = {}
+    monkeypatch.setattr(localenv.subprocess, "run", lambda *a, **kw: seen.update(kw))
+    localenv._airflow(airflow_env(tmp_path, REPO, base={}), "version")
+    assert seen["umask"] == 0o077
+
+
+def test_airflow_script_sets_umask_077():
+    script = (REPO / "scripts" / "airflow.sh").read_text().splitlines()
+    first_command = next(i for i, line in enumerate(script) if line.startswith(("cd ", "REPO=")))
+    assert "umask 077" in script[:first_command]
