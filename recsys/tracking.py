@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 BUNDLE_ARTIFACT = "bundle"
+# The file MLflow logs as each version's model ("models from code"): it builds a RecsysPyfunc
+# from this package when a version loads, so no pickled object is ever stored or unpickled.
+PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 
 
 @dataclasses.dataclass
@@ -64,6 +67,7 @@ class RecsysPyfunc(mlflow.pyfunc.PythonModel):
     """The MLflow face of a model bundle: predict() scores (user_id, item_id) pairs.
 
     ``models:/<name>@champion`` loads through this class; unknown users or items score NaN.
+    It is logged as code (:data:`PYFUNC_CODE`), never pickled.
     """
 
     def load_context(self, context) -> None:
@@ -191,7 +195,7 @@ def train_and_log(
             folder = bundle.save(Path(tmp) / BUNDLE_ARTIFACT)
             info = mlflow.pyfunc.log_model(
                 name="model",
-                python_model=RecsysPyfunc(),
+                python_model=str(PYFUNC_CODE),
                 artifacts={BUNDLE_ARTIFACT: str(folder)},
                 registered_model_name=name,
                 signature=_signature(),

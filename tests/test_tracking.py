@@ -1,6 +1,8 @@
 """MLflow side of training: a real SQLite-backed store and registry under a temp RECSYS_HOME."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -69,6 +71,11 @@ def test_champion_alias_loads_through_models_uri_and_pyfunc(trained):
     assert np.isnan(scores[2])
     by_uri = run.load_model_uri(f"models:/{result.name}@champion")
     assert by_uri.version == result.version
+    # Logged as code ("models from code"), not as a pickled object: nothing to unpickle.
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{result.name}/{result.version}"))
+    flavor = mlflow.models.Model.load(str(local / "MLmodel")).flavors["python_function"]
+    assert flavor["model_code_path"].endswith("pyfunc_model.py") and "python_model" not in flavor
+    assert not [p for p in local.rglob("*") if p.suffix in (".pkl", ".pickle", ".cloudpickle")]
 
 
 def test_rejected_challenger_keeps_alias(trained):
@@ -96,3 +103,4 @@ def test_bundle_maps_ids_to_model_indices(tmp_path):
     assert list(back.item_index(np.array(["i19"]))) == [19]
     np.testing.assert_allclose(back.model.score(np.array([3]), np.array([4])),
                                model.score(np.array([3]), np.array([4])))
+
