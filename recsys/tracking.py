@@ -105,6 +105,10 @@ def setup(cfg: Config) -> str:
     mlflow.set_registry_uri(uri)
     exp = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
     if exp is not None:
+        if exp.artifact_location.removeprefix("file://").rstrip("/") != cfg.mlflow.artifact_location.rstrip("/"):
+            # MLflow cannot move an experiment's artifact root once it exists.
+            log.warning("experiment %s keeps its artifacts under %s, not the configured %s",
+                        cfg.mlflow.experiment, exp.artifact_location, cfg.mlflow.artifact_location)
         return exp.experiment_id
     Path(cfg.mlflow.artifact_location).mkdir(parents=True, exist_ok=True) if "://" not in cfg.mlflow.artifact_location else None
     try:
@@ -153,12 +157,12 @@ def train_and_log(
     Logs params, per-epoch metrics, a learning curve, lineage and the data-quality summary;
     registers the bundle under ``<prefix><family>`` with version tags ``ds`` and ``family``.
     """
-    setup(cfg)
+    experiment_id = setup(cfg)
     name = cfg.mlflow.registered_name(family)
     params = cfg.model_params(family)
     model = build_model(family, cfg.model(family))
     t0 = time.perf_counter()
-    with mlflow.start_run(run_name=f"{family}-{ds}") as run:
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{family}-{ds}") as run:
         mlflow.set_tags({"ds": ds, "family": family, "step": "train"})
         mlflow.log_params({**{f"model.{k}": v for k, v in params.items()}, "ds": ds,
                            "seed": options.seed, "device": str(options.device),

@@ -104,3 +104,32 @@ def test_bundle_maps_ids_to_model_indices(tmp_path):
     np.testing.assert_allclose(back.model.score(np.array([3]), np.array([4])),
                                model.score(np.array([3]), np.array([4])))
 
+
+def test_runs_land_in_configured_experiment_and_cwd_stays_empty(config, tmp_path, monkeypatch):
+    from recsys.cli import main as cli
+    from recsys.config import load_config
+    from recsys.steps.evaluate import evaluate_families
+    from recsys.steps.train import train_families
+    from tests.steps.test_gate_flow import write_training_set
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    ds = "2026-03-01"
+    write_training_set(config.paths.warehouse, ds, users_per_group=8)
+    cfg = load_config(overrides={"models.mf_bpr.factors": 4, "models.mf_bpr.batch_size": 256})
+    (result,) = train_families(cfg, ds, ["mf_bpr"], epochs=1, progress=False)
+    assert evaluate_families(cfg, ds, ["mf_bpr"])["mf_bpr"].promote  # the first version
+    pairs, out = tmp_path / "pairs.csv", tmp_path / "scored.csv"
+    pairs.write_text("user_id,item_id\nuser000,item001\n")
+    assert cli(["score-pairs", "--model-uri", f"models:/{result.name}@champion",
+                "--pairs", str(pairs), "--out", str(out)]) == 0
+    assert out.exists()
+
+    assert sorted(p.name for p in cwd.iterdir()) == []  # no ./mlruns, nothing else
+    exp = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
+    r = MlflowClient().get_run(result.run_id)
+    assert r.info.experiment_id == exp.experiment_id != "0"
+    assert exp.artifact_location.removeprefix("file://").rstrip("/") == cfg.mlflow.artifact_location
+    assert r.info.artifact_uri.removeprefix("file://").startswith(cfg.mlflow.artifact_location)
+    assert list(Path(cfg.mlflow.artifact_location).rglob("bundle/model.pt"))  # the version's files
