@@ -156,11 +156,14 @@ def train_and_log(
 
     Logs params, per-epoch metrics, a learning curve, lineage and the data-quality summary;
     registers the bundle under ``<prefix><family>`` with version tags ``ds`` and ``family``.
+    The run goes to the configured experiment; a run of the same (family, ds) that a killed
+    attempt left RUNNING is marked FAILED first.
     """
     experiment_id = setup(cfg)
     name = cfg.mlflow.registered_name(family)
     params = cfg.model_params(family)
     model = build_model(family, cfg.model(family))
+    _fail_abandoned_runs(experiment_id, family, ds)
     t0 = time.perf_counter()
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{family}-{ds}") as run:
         mlflow.set_tags({"ds": ds, "family": family, "step": "train"})
@@ -212,6 +215,28 @@ def train_and_log(
         client.set_model_version_tag(name, version, "family", family)
         log.info("trained %s v%s in %.1fs (run %s)", name, version, seconds, run.info.run_id)
     return TrainResult(name=name, version=version, run_id=run.info.run_id, history=history, seconds=seconds)
+
+
+def _fail_abandoned_runs(experiment_id: str, family: str, ds: str) -> list[str]:
+    """Mark FAILED every train run of (family, ds) still RUNNING: an earlier attempt was killed.
+
+    A killed process never ends its run, which would otherwise show RUNNING forever. Airflow
+    runs one attempt of a (family, ds) task at a time, so such a run has no live owner.
+    """
+    client = MlflowClient()
+    stale = client.search_runs(
+        [experiment_id],
+        filter_string=(f"tags.ds = '{ds}' AND tags.family = '{family}' AND tags.step = 'train' "
+                       "AND attributes.status = 'RUNNING'"),
+    )
+    for old in stale:
+        client.set_tag(old.info.run_id, "failed_reason",
+                       "left RUNNING by a train attempt that was killed before it finished; "
+                       f"marked FAILED when the next attempt for {family} {ds} started")
+        client.set_terminated(old.info.run_id, "FAILED")
+        log.warning("run %s (%s, %s) was left RUNNING by a killed attempt: marked FAILED",
+                    old.info.run_id, family, ds)
+    return [old.info.run_id for old in stale]
 
 
 def _load(name: str, mv) -> LoadedModel:

@@ -133,3 +133,26 @@ def test_runs_land_in_configured_experiment_and_cwd_stays_empty(config, tmp_path
     assert exp.artifact_location.removeprefix("file://").rstrip("/") == cfg.mlflow.artifact_location
     assert r.info.artifact_uri.removeprefix("file://").startswith(cfg.mlflow.artifact_location)
     assert list(Path(cfg.mlflow.artifact_location).rglob("bundle/model.pt"))  # the version's files
+
+
+def test_run_left_running_by_killed_task_is_marked_failed(config):
+    ds = "2026-01-02"
+    exp_id = run.setup(config)
+    client = MlflowClient()
+    tags = {"ds": ds, "family": "mf_bpr", "step": "train"}
+    killed = client.create_run(exp_id, tags=tags, run_name="mf_bpr-killed").info.run_id
+    other_ds = client.create_run(exp_id, tags={**tags, "ds": "2026-01-01"}).info.run_id
+    other_family = client.create_run(exp_id, tags={**tags, "family": "ease"}).info.run_id
+    assert client.get_run(killed).info.status == "RUNNING"
+
+    data = _blocks()
+    result = run.train_and_log(config, "mf_bpr", data, np.array([f"u{k}" for k in range(40)]),
+                               np.array([f"i{k}" for k in range(20)]), ds=ds,
+                               options=FitOptions(epochs=1))
+    old = client.get_run(killed)
+    assert old.info.status == "FAILED" and old.info.end_time is not None
+    assert "killed" in old.data.tags["failed_reason"]
+    assert client.get_run(result.run_id).info.status == "FINISHED"
+    # Runs of another ds or another family are not this attempt's business.
+    assert client.get_run(other_ds).info.status == "RUNNING"
+    assert client.get_run(other_family).info.status == "RUNNING"
