@@ -86,3 +86,36 @@ def test_crafted_checkpoint_is_ignored_not_executed(tmp_path):
     # The checkpoint it wrote (numpy floats in its history) loads safely and resumes.
     fit_epochs(module, None, step, 3, FitOptions(checkpoint_dir=tmp_path), fingerprint="f")
     assert calls == [0, 1, 2]
+
+
+def _legacy_save(model, path, **extra) -> None:
+    # How Recommender.save wrote files before: numpy arrays and the CSR matrix pickled as such.
+    torch.save({"name": model.name, "config": model.config.model_dump(), "n_users": model.n_users,
+                "n_items": model.n_items, "seen": model._seen, "state": model.state(), **extra},
+               path)
+
+
+@pytest.mark.parametrize("family", ["popularity", "itemknn", "mf_bpr"])
+def test_versions_saved_in_the_older_format_still_load(family, tmp_path):
+    model = build_model(family, {"epochs": 1} if family == "mf_bpr" else {}).fit(_data(),
+                                                                                FitOptions())
+    _legacy_save(model, tmp_path / "m.pt")
+    loaded = Recommender.load(tmp_path / "m.pt")
+    users = np.arange(model.n_users)
+    np.testing.assert_allclose(loaded.score_users(users), model.score_users(users), rtol=1e-6)
+
+
+def test_older_format_with_a_payload_is_refused(tmp_path):
+    # The data-only allow-list for older files (numpy, CSR) lets no callable through, whether
+    # beside the arrays or hidden inside an object array.
+    marker = tmp_path / "pwned"
+    model = build_model("popularity", {}).fit(_data(), FitOptions())
+    _legacy_save(model, tmp_path / "a.pt", extra=_Payload(marker))
+    hidden = np.empty(1, dtype=object)
+    hidden[0] = _Payload(marker)
+    _legacy_save(model, tmp_path / "b.pt", extra=hidden)
+    with pytest.raises(ValueError, match=r"refused to load .*a\.pt.*GLOBAL posix\.system"):
+        Recommender.load(tmp_path / "a.pt")
+    with pytest.raises(ValueError, match=r"refused to load .*b\.pt.*ObjectDType"):  # no object arrays
+        Recommender.load(tmp_path / "b.pt")
+    assert not marker.exists()

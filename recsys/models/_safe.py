@@ -5,10 +5,17 @@ int, float, bool, None); a file asking for anything else, say ``os.system``, is 
 anything runs. Model states also hold numpy arrays and scipy CSR matrices, which that loader
 refuses, so :func:`encode` turns each into a small tagged dict of tensors (an array shares its
 memory with the tensor: no copy) and :func:`decode` turns them back. No numpy or scipy function
-is put on torch's allow-list.
+is put on torch's allow-list for these files.
+
+Files written before this format (numpy arrays and CSR matrices pickled as such) still load: when
+the strict load refuses one, it is tried once more with a data-only allow-list
+(:data:`LEGACY_GLOBALS`: numpy's array and scalar rebuilders, the numeric dtypes and the CSR
+class; none of them calls other code, and object arrays stay refused), so the versions registered
+before keep loading. Anything else, ``os.system`` say, is refused.
 """
 from __future__ import annotations
 
+import logging
 import pickle
 from pathlib import Path
 from typing import Any
@@ -21,6 +28,13 @@ ARRAY = "__ndarray__"  # {ARRAY: tensor, "scalar": bool}
 CSR = "__csr__"  # {CSR: {"data", "indices", "indptr": tensors, "shape": (rows, cols)}}
 
 _PLAIN = (str, int, float, bool, type(None))
+
+# What numpy and scipy name in a pickle of an ndarray, a numpy scalar and a CSR matrix (found
+# from the objects themselves, so numpy 1's ``numpy.core`` and numpy 2's ``numpy._core`` both work).
+LEGACY_GLOBALS = [np.ndarray.__reduce__(np.zeros(1))[0], np.float64(0).__reduce__()[0],
+                  np.ndarray, np.dtype, sp.csr_matrix,
+                  *{type(np.dtype(code)) for code in "?bBhHiIlLqQefdg"}]  # numeric dtypes only
+log = logging.getLogger(__name__)
 
 
 class UnsafeModelFile(ValueError):
@@ -85,17 +99,25 @@ def load(path: Path | str, map_location: Any = "cpu") -> Any:
     """
     try:
         blob = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise UnsafeModelFile(
-            f"refused to load {path}: it asks to rebuild objects other than tensors and plain "
-            f"values, which could run code; nothing in it was executed ({_first_line(exc)})"
-        ) from None
+    except pickle.UnpicklingError:
+        try:
+            with torch.serialization.safe_globals(LEGACY_GLOBALS):
+                blob = torch.load(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise UnsafeModelFile(
+                f"refused to load {path}: it asks to rebuild objects other than tensors and "
+                f"plain values, which could run code; nothing in it was executed "
+                f"({_first_line(exc)})"
+            ) from None
+        log.info("%s is in the older format (numpy/scipy pickles): loaded through the data-only "
+                 "allow-list", path)
     return decode(blob)
 
 
 def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    # torch's message: "Weights only load failed. ..." then the offending global, e.g.
-    # "Unsupported global: GLOBAL posix.system ..."
-    hint = next((line for line in lines if "GLOBAL" in line or "Unsupported" in line), "")
-    return hint or (lines[0] if lines else type(exc).__name__)
+    # torch's message is long and its wording varies; keep the line naming what was refused,
+    # e.g. "Trying to load unsupported GLOBAL posix.system whose module posix is blocked."
+    lines = [line.strip() for line in str(exc).replace("WeightsUnpickler error:", "\n").splitlines()]
+    keys = ("GLOBAL", "global", "Can only build", "unrecognized", "Unsupported")
+    return next((line for line in lines if any(k in line for k in keys)),
+                next((line for line in lines if line), type(exc).__name__))
