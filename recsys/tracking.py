@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 BUNDLE_ARTIFACT = "bundle"
+# The file MLflow logs as each version's model ("models from code"): it builds a RecsysPyfunc
+# from this package when a version loads, so no pickled object is ever stored or unpickled.
+PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 
 
 @dataclasses.dataclass
@@ -64,6 +67,7 @@ class RecsysPyfunc(mlflow.pyfunc.PythonModel):
     """The MLflow face of a model bundle: predict() scores (user_id, item_id) pairs.
 
     ``models:/<name>@champion`` loads through this class; unknown users or items score NaN.
+    It is logged as code (:data:`PYFUNC_CODE`), never pickled.
     """
 
     def load_context(self, context) -> None:
@@ -101,6 +105,10 @@ def setup(cfg: Config) -> str:
     mlflow.set_registry_uri(uri)
     exp = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
     if exp is not None:
+        if exp.artifact_location.removeprefix("file://").rstrip("/") != cfg.mlflow.artifact_location.rstrip("/"):
+            # MLflow cannot move an experiment's artifact root once it exists.
+            log.warning("experiment %s keeps its artifacts under %s, not the configured %s",
+                        cfg.mlflow.experiment, exp.artifact_location, cfg.mlflow.artifact_location)
         return exp.experiment_id
     Path(cfg.mlflow.artifact_location).mkdir(parents=True, exist_ok=True) if "://" not in cfg.mlflow.artifact_location else None
     try:
@@ -148,13 +156,16 @@ def train_and_log(
 
     Logs params, per-epoch metrics, a learning curve, lineage and the data-quality summary;
     registers the bundle under ``<prefix><family>`` with version tags ``ds`` and ``family``.
+    The run goes to the configured experiment; a run of the same (family, ds) that a killed
+    attempt left RUNNING is marked FAILED first.
     """
-    setup(cfg)
+    experiment_id = setup(cfg)
     name = cfg.mlflow.registered_name(family)
     params = cfg.model_params(family)
     model = build_model(family, cfg.model(family))
+    _fail_abandoned_runs(experiment_id, family, ds)
     t0 = time.perf_counter()
-    with mlflow.start_run(run_name=f"{family}-{ds}") as run:
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{family}-{ds}") as run:
         mlflow.set_tags({"ds": ds, "family": family, "step": "train"})
         mlflow.log_params({**{f"model.{k}": v for k, v in params.items()}, "ds": ds,
                            "seed": options.seed, "device": str(options.device),
@@ -191,7 +202,7 @@ def train_and_log(
             folder = bundle.save(Path(tmp) / BUNDLE_ARTIFACT)
             info = mlflow.pyfunc.log_model(
                 name="model",
-                python_model=RecsysPyfunc(),
+                python_model=str(PYFUNC_CODE),
                 artifacts={BUNDLE_ARTIFACT: str(folder)},
                 registered_model_name=name,
                 signature=_signature(),
@@ -204,6 +215,28 @@ def train_and_log(
         client.set_model_version_tag(name, version, "family", family)
         log.info("trained %s v%s in %.1fs (run %s)", name, version, seconds, run.info.run_id)
     return TrainResult(name=name, version=version, run_id=run.info.run_id, history=history, seconds=seconds)
+
+
+def _fail_abandoned_runs(experiment_id: str, family: str, ds: str) -> list[str]:
+    """Mark FAILED every train run of (family, ds) still RUNNING: an earlier attempt was killed.
+
+    A killed process never ends its run, which would otherwise show RUNNING forever. Airflow
+    runs one attempt of a (family, ds) task at a time, so such a run has no live owner.
+    """
+    client = MlflowClient()
+    stale = client.search_runs(
+        [experiment_id],
+        filter_string=(f"tags.ds = '{ds}' AND tags.family = '{family}' AND tags.step = 'train' "
+                       "AND attributes.status = 'RUNNING'"),
+    )
+    for old in stale:
+        client.set_tag(old.info.run_id, "failed_reason",
+                       "left RUNNING by a train attempt that was killed before it finished; "
+                       f"marked FAILED when the next attempt for {family} {ds} started")
+        client.set_terminated(old.info.run_id, "FAILED")
+        log.warning("run %s (%s, %s) was left RUNNING by a killed attempt: marked FAILED",
+                    old.info.run_id, family, ds)
+    return [old.info.run_id for old in stale]
 
 
 def _load(name: str, mv) -> LoadedModel:

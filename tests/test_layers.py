@@ -21,7 +21,7 @@ FLOORS = {
     0: ("recsys", "recsys.config", "recsys.schema", "recsys.interactions", "recsys.io",
         "recsys.spark", "recsys.device", "recsys.metrics", "recsys.model_params"),
     1: ("recsys.etl", "recsys.data", "recsys.models"),
-    2: ("recsys.tracking", "recsys.evaluate", "recsys.score"),
+    2: ("recsys.tracking", "recsys.pyfunc_model", "recsys.evaluate", "recsys.score"),
     3: ("recsys.steps",),
     4: ("recsys.cli", "recsys.bench", "recsys.demo", "recsys.localenv", "jobs", "dags"),
 }

@@ -1,6 +1,8 @@
 """MLflow side of training: a real SQLite-backed store and registry under a temp RECSYS_HOME."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -69,6 +71,11 @@ def test_champion_alias_loads_through_models_uri_and_pyfunc(trained):
     assert np.isnan(scores[2])
     by_uri = run.load_model_uri(f"models:/{result.name}@champion")
     assert by_uri.version == result.version
+    # Logged as code ("models from code"), not as a pickled object: nothing to unpickle.
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{result.name}/{result.version}"))
+    flavor = mlflow.models.Model.load(str(local / "MLmodel")).flavors["python_function"]
+    assert flavor["model_code_path"].endswith("pyfunc_model.py") and "python_model" not in flavor
+    assert not [p for p in local.rglob("*") if p.suffix in (".pkl", ".pickle", ".cloudpickle")]
 
 
 def test_rejected_challenger_keeps_alias(trained):
@@ -96,3 +103,56 @@ def test_bundle_maps_ids_to_model_indices(tmp_path):
     assert list(back.item_index(np.array(["i19"]))) == [19]
     np.testing.assert_allclose(back.model.score(np.array([3]), np.array([4])),
                                model.score(np.array([3]), np.array([4])))
+
+
+def test_runs_land_in_configured_experiment_and_cwd_stays_empty(config, tmp_path, monkeypatch):
+    from recsys.cli import main as cli
+    from recsys.config import load_config
+    from recsys.steps.evaluate import evaluate_families
+    from recsys.steps.train import train_families
+    from tests.steps.test_gate_flow import write_training_set
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    ds = "2026-03-01"
+    write_training_set(config.paths.warehouse, ds, users_per_group=8)
+    cfg = load_config(overrides={"models.mf_bpr.factors": 4, "models.mf_bpr.batch_size": 256})
+    (result,) = train_families(cfg, ds, ["mf_bpr"], epochs=1, progress=False)
+    assert evaluate_families(cfg, ds, ["mf_bpr"])["mf_bpr"].promote  # the first version
+    pairs, out = tmp_path / "pairs.csv", tmp_path / "scored.csv"
+    pairs.write_text("user_id,item_id\nuser000,item001\n")
+    assert cli(["score-pairs", "--model-uri", f"models:/{result.name}@champion",
+                "--pairs", str(pairs), "--out", str(out)]) == 0
+    assert out.exists()
+
+    assert sorted(p.name for p in cwd.iterdir()) == []  # no ./mlruns, nothing else
+    exp = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
+    r = MlflowClient().get_run(result.run_id)
+    assert r.info.experiment_id == exp.experiment_id != "0"
+    assert exp.artifact_location.removeprefix("file://").rstrip("/") == cfg.mlflow.artifact_location
+    assert r.info.artifact_uri.removeprefix("file://").startswith(cfg.mlflow.artifact_location)
+    assert list(Path(cfg.mlflow.artifact_location).rglob("bundle/model.pt"))  # the version's files
+
+
+def test_run_left_running_by_killed_task_is_marked_failed(config):
+    ds = "2026-01-02"
+    exp_id = run.setup(config)
+    client = MlflowClient()
+    tags = {"ds": ds, "family": "mf_bpr", "step": "train"}
+    killed = client.create_run(exp_id, tags=tags, run_name="mf_bpr-killed").info.run_id
+    other_ds = client.create_run(exp_id, tags={**tags, "ds": "2026-01-01"}).info.run_id
+    other_family = client.create_run(exp_id, tags={**tags, "family": "ease"}).info.run_id
+    assert client.get_run(killed).info.status == "RUNNING"
+
+    data = _blocks()
+    result = run.train_and_log(config, "mf_bpr", data, np.array([f"u{k}" for k in range(40)]),
+                               np.array([f"i{k}" for k in range(20)]), ds=ds,
+                               options=FitOptions(epochs=1))
+    old = client.get_run(killed)
+    assert old.info.status == "FAILED" and old.info.end_time is not None
+    assert "killed" in old.data.tags["failed_reason"]
+    assert client.get_run(result.run_id).info.status == "FINISHED"
+    # Runs of another ds or another family are not this attempt's business.
+    assert client.get_run(other_ds).info.status == "RUNNING"
+    assert client.get_run(other_family).info.status == "RUNNING"

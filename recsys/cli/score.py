@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
 def _score_pairs(args: argparse.Namespace) -> int:
+    from recsys.models.base import UnsafeModelFile
     from recsys.score.pairs import read_pairs, score_pairs, write_scores
     from recsys.tracking import load_model_uri
 
@@ -14,7 +16,11 @@ def _score_pairs(args: argparse.Namespace) -> int:
         from recsys.config import load_config
 
         cfg = load_config(env=args.env)
-    loaded = load_model_uri(args.model_uri, cfg)
+    try:
+        loaded = load_model_uri(args.model_uri, cfg)
+    except UnsafeModelFile as exc:  # a crafted or foreign model file: nothing in it ran
+        print(f"recsys score-pairs: {exc}", file=sys.stderr)
+        return 2
     out = score_pairs(loaded.bundle, read_pairs(args.pairs))
     write_scores(out, args.out)
     print(f"scored {int(out['score'].notna().sum())} of {len(out)} pairs with "

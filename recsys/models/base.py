@@ -16,6 +16,8 @@ import scipy.sparse as sp
 import torch
 
 from recsys.interactions import Interactions
+from recsys.models import _safe
+from recsys.models._safe import UnsafeModelFile  # noqa: F401  (re-exported)
 
 
 def top_n(scores: torch.Tensor, n: int, mask_rows: np.ndarray | None = None,
@@ -157,10 +159,11 @@ class Recommender(abc.ABC):
         """Inverse of :meth:`state`."""
 
     def save(self, path: Path | str) -> None:
-        torch.save(
+        """Write the fitted model: tensors and plain values only (see :mod:`recsys.models._safe`)."""
+        _safe.save(
             {
                 "name": self.name,
-                "config": self.config.model_dump(),
+                "config": self.config.model_dump(mode="json"),
                 "n_users": self.n_users,
                 "n_items": self.n_items,
                 "seen": self._seen,
@@ -171,9 +174,13 @@ class Recommender(abc.ABC):
 
     @classmethod
     def load(cls, path: Path | str) -> "Recommender":
+        """Rebuild a model written by :meth:`save`. Nothing in the file is executed: a file that
+        holds more than tensors and plain values is refused (:class:`UnsafeModelFile`)."""
         from recsys.models.registry import build_model
 
-        blob = torch.load(path, map_location="cpu", weights_only=False)
+        blob = _safe.load(path, map_location="cpu")
+        if not isinstance(blob, dict) or not {"name", "config", "state"} <= blob.keys():
+            raise _safe.UnsafeModelFile(f"{path} is not a saved recsys model")
         model = build_model(blob["name"], blob["config"])
         model.n_users, model.n_items, model._seen = blob["n_users"], blob["n_items"], blob["seen"]
         model.load_state(blob["state"])

@@ -2,6 +2,10 @@
 
 Indices are dense per training set, so they change from day to day. A model version only makes
 sense with the maps it was trained with: the bundle keeps them together, on disk and in memory.
+
+Loading a bundle executes nothing from it: ``model.pt`` holds tensors and plain values only (see
+:meth:`Recommender.load`; anything else is refused), the id maps are Parquet string columns and
+``bundle.json`` is JSON. No file in it is unpickled.
 """
 from __future__ import annotations
 

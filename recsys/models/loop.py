@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
+from recsys.models import _safe
 from recsys.models.base import FitOptions
 
 CHECKPOINT = "checkpoint.pt"
@@ -41,15 +42,20 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 def _save_checkpoint(path: Path, payload: dict) -> None:
     # Write then rename, so a kill during the save never leaves a torn checkpoint.
     tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
+    _safe.save(payload, tmp)
     tmp.replace(path)
 
 
 def _load_checkpoint(ckpt: Path | None, device: torch.device, fingerprint: str) -> dict | None:
     if ckpt is None or not ckpt.exists():
         return None
-    saved = torch.load(ckpt, map_location=device, weights_only=False)
-    if saved.get("fingerprint", "") != fingerprint:
+    try:
+        # Tensors and plain values only: a checkpoint never runs code when it loads.
+        saved = _safe.load(ckpt, map_location=device)
+    except _safe.UnsafeModelFile as exc:
+        log.warning("ignoring checkpoint: %s", exc)
+        return None
+    if not isinstance(saved, dict) or saved.get("fingerprint", "") != fingerprint:
         log.warning("ignoring checkpoint %s: it belongs to another model or data set", ckpt)
         return None
     log.info("resuming from %s after epoch %d", ckpt, saved["epoch"])
@@ -83,7 +89,7 @@ def fit_epochs(
         module.load_state_dict(saved["module"])
         if optimizer is not None:
             optimizer.load_state_dict(saved["optimizer"])
-        torch.set_rng_state(saved["rng"])
+        torch.set_rng_state(saved["rng"].cpu())
         start_epoch, history = saved["epoch"] + 1, saved["history"]
         best, best_state, stale = saved["best"], saved["best_state"], saved["stale"]
         if monitor is not None and stale >= patience:  # the killed run had already stopped early

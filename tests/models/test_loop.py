@@ -30,7 +30,7 @@ WORKER = textwrap.dedent("""
     import os, signal, sys
     import numpy as np, torch
     sys.path.insert(0, {tests!r})
-    from train.test_loop import PARAMS, _data
+    from models.test_loop import PARAMS, _data
     from recsys.models import FitOptions, build_model
     torch.set_num_threads(1)
     kill_at = int(sys.argv[2])
@@ -63,7 +63,7 @@ def test_killed_training_resumes_from_checkpoint_and_finishes(tmp_path):
 
     killed = _run(script, ckpt, 2, out)
     assert killed.returncode == -9, killed.stderr  # SIGKILL mid-training
-    saved = torch.load(ckpt / CHECKPOINT, weights_only=False)
+    saved = torch.load(ckpt / CHECKPOINT, weights_only=True)  # tensors and plain values only
     assert saved["epoch"] == 1 and not out.exists()  # epoch 2 was never checkpointed
 
     resumed = _run(script, ckpt, -1, out)
