@@ -10,7 +10,9 @@
 #   SPARK_MASTER_PORT=7077  SPARK_MASTER_WEBUI_PORT=8080  SPARK_WORKER_WEBUI_PORT=8081 (worker i
 #   gets 8081+i-1). Workers' own RPC ports are picked by the system. The master's REST submission
 #   server (6066) is off. CLUSTER_WORKERS=2 CLUSTER_WORKER_CORES=1 CLUSTER_WORKER_MEMORY=2g,
-#   CLUSTER_START_TIMEOUT=180 (seconds).
+#   CLUSTER_START_TIMEOUT=180 (seconds). CLUSTER_JAVA_OPTS: JVM options for the daemons and the
+#   executors (as JAVA_TOOL_OPTIONS); on a small machine running short jobs,
+#   '-XX:TieredStopAtLevel=1 -XX:+UseSerialGC' halves their CPU time (C1 JIT only).
 # Everything the cluster writes is under $RECSYS_HOME/cluster (default ./var/cluster):
 #   conf/ (SPARK_CONF_DIR) logs/ (daemon logs) run/ (pid files) work/worker-N/ (executor logs,
 #   app files) local/ (shuffle and spill files).
@@ -50,6 +52,7 @@ daemon_env() {
     # What executors (children of the workers) inherit: the venv's interpreter and this checkout.
     export PATH=$VENV_BIN:$PATH PYSPARK_PYTHON=$PY
     export PYTHONPATH=${CLUSTER_PYTHONPATH:-$REPO}
+    if [ -n "${CLUSTER_JAVA_OPTS:-}" ]; then export JAVA_TOOL_OPTIONS=$CLUSTER_JAVA_OPTS; fi
     unset SPARK_MASTER_PORT SPARK_MASTER_WEBUI_PORT SPARK_WORKER_WEBUI_PORT SPARK_WORKER_PORT \
         SPARK_WORKER_CORES SPARK_WORKER_MEMORY SPARK_WORKER_DIR SPARK_WORKER_INSTANCES
 }
