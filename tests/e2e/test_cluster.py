@@ -159,8 +159,16 @@ def cluster(home, request) -> Cluster:
            "CLUSTER_JAVA_OPTS": QUICK_JVM}
     env.pop("RECSYS_ENV", None)
     cl = Cluster(home, env, f"spark://127.0.0.1:{master_port}", f"http://127.0.0.1:{ui_port}")
+    def stop() -> None:
+        if cl._starting is not None:  # never waited for: let the start finish, then stop all
+            try:
+                cl._starting[0].communicate(timeout=300)
+            except subprocess.TimeoutExpired:
+                cl._starting[0].kill()
+        cl.script("stop", timeout=120)
+
     # Registered before starting: a start that fails half-way is cleaned up too.
-    request.addfinalizer(lambda: cl.script("stop", timeout=120))
+    request.addfinalizer(stop)
     proc = subprocess.Popen(["bash", str(SCRIPT), "start"], env=env, cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     cl._starting = (proc, time.monotonic())
