@@ -151,7 +151,7 @@ def cluster(home, request) -> Cluster:
     """A master and 2 workers from scripts/cluster.sh, on the standalone config's master port
     when it is free; stopped at the end of the session whatever happens. The fixture only begins
     the start: ``cluster.ready()`` waits for it."""
-    port = urlparse(load_config(env="standalone", validate_models=False).spark.master).port
+    port = urlparse(load_config(env="standalone").spark.master).port
     master_port, ui_port, worker_ui = _ports([(port, 1), (8080, 1), (8081, 2)])
     env = {**os.environ, "RECSYS_HOME": str(home), "PYTHON": sys.executable,
            "SPARK_MASTER_PORT": str(master_port), "SPARK_MASTER_WEBUI_PORT": str(ui_port),
@@ -298,7 +298,7 @@ def test_standalone_env_points_every_spark_step_at_the_cluster(monkeypatch, tmp_
     from jobs._common import setup
 
     monkeypatch.setenv("RECSYS_HOME", str(tmp_path))
-    local = load_config(env="local", validate_models=False)
+    local = load_config(env="local")
     for job in (clean_interactions, build_features):
         monkeypatch.delenv("RECSYS_ENV", raising=False)
         by_flag = setup(job.build_parser().parse_args(["--ds", DS, "--env", "standalone"]))
