@@ -50,3 +50,14 @@ bench-metrics: install
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
+
+# A Spark standalone cluster on 127.0.0.1 (master + 2 workers) for RECSYS_ENV=standalone; see docs/cluster.md.
+.PHONY: cluster cluster-stop cluster-status
+cluster: install
+	PYTHON=$(CURDIR)/$(BIN)/python bash scripts/cluster.sh start
+
+cluster-stop:
+	bash scripts/cluster.sh stop
+
+cluster-status:
+	bash scripts/cluster.sh status

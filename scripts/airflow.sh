@@ -26,7 +26,10 @@ is_running() { [ -f "$RUN_DIR/$1.pid" ] && kill -0 "$(cat "$RUN_DIR/$1.pid")" 2>
 start() {
     mkdir -p "$RUN_DIR" "$LOG_DIR"
     # Shell exports of the Airflow environment, then DB migration + `gpu` pool (once), admin password.
+    # A spark_default given by the caller (e.g. the standalone cluster, docs/cluster.md) is kept.
+    local spark_conn=${AIRFLOW_CONN_SPARK_DEFAULT:-}
     eval "$("$PY" -m recsys.localenv --port "$PORT" --home "$RECSYS_HOME" env)"
+    [ -z "$spark_conn" ] || export AIRFLOW_CONN_SPARK_DEFAULT=$spark_conn
     local password
     password=$("$PY" -m recsys.localenv --port "$PORT" --home "$RECSYS_HOME" init)
     for c in "${COMPONENTS[@]}"; do
