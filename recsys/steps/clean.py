@@ -37,21 +37,26 @@ def landing_folder(landing_root: Path, table: str, ds: str) -> Path:
     return Path(landing_root) / table / f"{DS}={ds}"
 
 
-def _route_once(raw: DataFrame, ds: str, cfg: Config) -> tuple[DataFrame, dict]:
-    """Route with the files read, parsed and shuffled once; returns (routed rows, tally).
+def _route_once(raw: DataFrame, ds: str, cfg: Config) -> tuple[DataFrame, dict, DataFrame]:
+    """Route with the files read, parsed and shuffled once; returns (routed rows, tally, the
+    persisted frame, which the caller unpersists once the writes are done).
 
-    The de-duplicated rows are checkpointed to local disk as the first action computes them
-    (serialized rows, cheaper than a columnar cache), so the two writes read them back instead
-    of parsing the landing files again. That first action is :func:`quality.tally`: the books,
+    The de-duplicated rows are persisted to disk as the first action computes them (serialized
+    rows, cheaper than a columnar cache), so the two writes read them back instead of parsing
+    the landing files again. That first action is :func:`quality.tally`: the books,
     the bot users and the distinct kept users/items in one aggregation. The bot users are a
     handful: a literal list keeps the writes free of a join.
-    A local checkpoint does not survive the loss of an executor (the step then fails and is
-    retried whole); its blocks are freed when the frame is garbage-collected.
+    Persisted, not ``localCheckpoint``-ed: a local checkpoint cuts the lineage, so when a worker
+    died during the writes its blocks were gone for good and the step failed
+    (CHECKPOINT_RDD_BLOCK_ID_NOT_FOUND); persisted blocks that are lost are recomputed from the
+    landing files on the surviving executors. It must be unpersisted after the writes: Spark
+    matches cached data by plan, so a rerun of the day over changed landing files would
+    otherwise read the first run's rows.
     """
     marked = clean.mark_duplicates(clean.with_reasons(raw, ds, cfg.clean))
-    marked = marked.localCheckpoint(eager=False, storageLevel=StorageLevel.DISK_ONLY)
+    marked = marked.persist(StorageLevel.DISK_ONLY)
     tallied = quality.tally(marked, cfg.clean.bot_max_events_per_day)
-    return clean.mark_bots(marked, cfg.clean, list(tallied["bots"])), tallied
+    return clean.mark_bots(marked, cfg.clean, list(tallied["bots"])), tallied, marked
 
 
 # Bytes of parsed rows a landing byte becomes, roughly: compressed files expand.
@@ -161,8 +166,9 @@ def _clean(spark: SparkSession, cfg: Config, ds: str, landing_root: Path, wareho
         raw = spark.createDataFrame([], _EMPTY_RAW)
     names = [f.path.name for f in files]
     staged: dict[str, Path] = {}
+    persisted = None
     try:
-        routed, tallied = _route_once(raw, ds, cfg)
+        routed, tallied, persisted = _route_once(raw, ds, cfg)
         staged[INTERACTIONS] = io.staging_path(warehouse, INTERACTIONS, ds)
         staged[QUARANTINE] = io.staging_path(warehouse, QUARANTINE, ds)
         ts_range = _write_interactions(routed, staged)
@@ -180,6 +186,9 @@ def _clean(spark: SparkSession, cfg: Config, ds: str, landing_root: Path, wareho
         for table in staged:
             io.clear_staging(warehouse, table, ds)
         raise
+    finally:
+        if persisted is not None:
+            persisted.unpersist()
     (staged[INTERACTIONS] / quality.DQ_SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     for table in (QUARANTINE, ITEMS, USERS, INTERACTIONS):
         if table in staged:
