@@ -1,6 +1,10 @@
 """The train step: the day's training set minus a held-out slice (each user's latest
 interaction), one MLflow run and one registered version per family.
 
+A validation set (``train.validation_fraction`` of each user's rows, seeded) is carved from the
+rest and passed to the families that stop early on it: they log ``val_ndcg@10`` per epoch, stop
+after ``patience`` epochs without improvement and keep the best epoch's weights.
+
 The held-out slice is what the evaluate step (:mod:`recsys.steps.evaluate`) compares the new
 version and the champion on.
 """
@@ -13,6 +17,7 @@ from recsys import tracking
 from recsys.config import Config, check_model_names
 from recsys.data.training_set import holdout_split, load_training_set
 from recsys.device import choose_device
+from recsys.interactions import Interactions, validation_split
 from recsys.models.base import FitOptions
 
 log = logging.getLogger(__name__)
@@ -29,23 +34,35 @@ def train_families(
     families = list(check_model_names(families, "families"))
     ts = load_training_set(cfg.paths.warehouse, ds)
     train, _ = holdout_split(ts)
+    fit, validation = carve_validation(train, cfg.train.validation_fraction, cfg.train.seed)
     device = choose_device(cfg.train.device)
     results = []
     for family in families:
         ckpt = cfg.paths.home / "checkpoints" / ds / family
         options = FitOptions(device=device, seed=cfg.train.seed, epochs=epochs or cfg.train.epochs,
-                             checkpoint_dir=ckpt, progress=progress)
-        log.info("training %s on %d interactions (%d users x %d items) on %s",
-                 family, len(train), train.n_users, train.n_items, device)
+                             checkpoint_dir=ckpt, progress=progress, validation=validation)
+        log.info("training %s on %d interactions (%d users x %d items; %d validation rows) on %s",
+                 family, len(fit), fit.n_users, fit.n_items, len(validation or ()), device)
         result = tracking.train_and_log(
-            cfg, family, train, ts.user_ids, ts.item_ids, ds=ds, options=options,
+            cfg, family, fit, ts.user_ids, ts.item_ids, ds=ds, options=options,
             lineage={"ds": ds, "path": str(ts.path), "rows": len(ts.interactions),
-                     "train_rows": len(train), "users": train.n_users, "items": train.n_items},
+                     "train_rows": len(fit), "validation_rows": len(validation or ()),
+                     "users": fit.n_users, "items": fit.n_items},
             dq_summary=ts.dq_summary,
         )
         _clear_checkpoints(ckpt)
         results.append(result)
     return results
+
+
+def carve_validation(train: Interactions, fraction: float, seed: int
+                     ) -> tuple[Interactions, Interactions | None]:
+    """``(fit, validation)``: ``fraction`` of each user's rows (seeded) held out for early
+    stopping; ``(train, None)`` when the fraction is 0 or nothing would be left to validate on."""
+    if fraction <= 0:
+        return train, None
+    fit, validation = validation_split(train, fraction=fraction, seed=seed)
+    return (fit, validation) if len(validation) else (train, None)
 
 
 def _clear_checkpoints(folder: Path) -> None:
