@@ -227,3 +227,28 @@ def read_item_vectors(path: Path | str) -> tuple[np.ndarray, np.ndarray]:
     ids = np.asarray(t["item_id"].to_pylist(), dtype=object)
     flat = pc.list_flatten(t["vector"]).to_numpy()
     return ids, np.ascontiguousarray(flat.reshape(len(ids), int(info["factors"])), np.float32)
+
+
+def drop_old_versions(warehouse: Path | str, model_name: str, keep: int,
+                      protect: Iterable[str] = ()) -> list[str]:
+    """Delete the vectors of all but the newest ``keep`` versions of ``model_name``, never those
+    of a version in ``protect`` (the champion, the version just written); return the dropped
+    versions. A folder is renamed out of the table first, then deleted. Dropping vectors never
+    breaks scoring: :func:`ensure_vectors` writes a loaded version's vectors again."""
+    base = Path(warehouse) / MODEL_VECTORS / f"model={model_name}"
+    if not base.is_dir():
+        return []
+    found = {}
+    for child in base.iterdir():
+        version = child.name.removeprefix("version=")
+        if child.is_dir() and child.name.startswith("version=") and version.isdigit():
+            found[version] = child
+    ordered = sorted(found, key=int)
+    keep_set = set(ordered[-keep:] if keep > 0 else ordered) | {str(p) for p in protect if p is not None}
+    dropped = [v for v in ordered if v not in keep_set]
+    for version in dropped:
+        gone = Path(warehouse) / STAGING / MODEL_VECTORS / f"drop-{uuid.uuid4().hex[:12]}"
+        gone.parent.mkdir(parents=True, exist_ok=True)
+        found[version].rename(gone)
+        shutil.rmtree(gone, ignore_errors=True)
+    return dropped
