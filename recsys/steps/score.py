@@ -44,13 +44,18 @@ def score_ds(cfg: Config, ds: str, family: str | None = None, generated_at: dt.d
     log.info("scoring %d users x %d items with %s v%s (engine %s)", len(ts.user_ids),
              len(loaded.bundle.item_ids), loaded.name, loaded.version, cfg.score.engine)
     if cfg.score.engine == "spark":
-        # Spark is loaded only for this engine.
-        from recsys.score.spark_score import write_topn_spark
+        # Spark is loaded only for this engine. Executors read the user vectors (written by the
+        # train step; once from this bundle for a version trained before) and the training set
+        # from the warehouse: only item-sized data and cold-start users pass through the driver.
+        from recsys.score.spark_score import score_warehouse
+        from recsys.score.vectors import ensure_vectors
         from recsys.spark import get_spark
 
+        wh = cfg.paths.warehouse
+        vectors = ensure_vectors(wh, loaded.name, loaded.version, loaded.run_id, loaded.bundle)
         spark = get_spark("score", cfg.spark)
-        return stage(cfg.paths.warehouse, ds,
-                     lambda out: write_topn_spark(spark, loaded.bundle, ts, prov, out, cfg.score))
+        return stage(wh, ds, lambda out: score_warehouse(spark, wh, ds, vectors, prov, out, cfg.score,
+                                                         content_model=loaded.model))
     device = choose_device(cfg.train.device)
     cand = _candidates(cfg, loaded, len(loaded.bundle.item_ids))
     return stage(cfg.paths.warehouse, ds, lambda out: write_topn(
