@@ -7,8 +7,10 @@ What runs where (:func:`score_warehouse`):
   group each user's seen items, join them to the vectors on ``user_id``, sort by ``user_id``
   and score each partition with the same :class:`~recsys.score.topn.FactorizedScorer` as the
   single-node path (``mapInArrow``, one torch thread per task since Spark runs one task per
-  core; blocks of ``block_size`` users), then write the rows. Executors need the ``recsys``
-  package installed (it is imported inside the tasks).
+  core; blocks of ``block_size`` users); each task writes its rows to one Parquet file with the
+  single-node engine's writer and hands Spark back only the file's name. Executors need the
+  ``recsys`` package installed (it is imported inside the tasks) and the warehouse mounted at the
+  same path as the driver (as every step of this project assumes).
 * **the driver** reads only item-sized things (the model's item vectors and ids, today's item
   map and availability) and broadcasts them. Nothing per user passes through it, except the
   **cold-start users** (users with no history, or with history but no vector): Spark finds them
@@ -18,11 +20,14 @@ What runs where (:func:`score_warehouse`):
   they equal the single-node path's. Cold users are few (new users since the model's training
   day); a version much older than the training set makes them many, and the driver pays for it.
 
-Output: the same rows as :func:`recsys.score.engine.write_topn`; model rows in part files sorted
-by ``user_id`` (a range shuffle before scoring), cold-start rows in ``part-cold-00000.parquet``.
+Output: the same rows as :func:`recsys.score.engine.write_topn`; model rows in
+``part-<partition>.parquet``, one per range of user ids, sorted by ``user_id`` (a range shuffle
+before scoring), cold-start rows in ``part-cold-00000.parquet``.
 """
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +36,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import scipy.sparse as sp
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -42,17 +46,19 @@ from recsys.data.training_set import load_catalog, training_set_path, write_trai
 from recsys.models.base import Recommender
 from recsys.schema import USERS, VECTOR
 from recsys.score import coldstart
-from recsys.score._sink import CONTENT, POPULAR, SOURCE_MODEL, BatchBuilder, Block, ParquetSink, Provenance
+from recsys.score._sink import CONTENT, MODEL, POPULAR, BatchBuilder, Block, ParquetSink, Provenance
 from recsys.score.engine import Bundle, ScoringData, _available, _ColdStart, scored_items
 from recsys.score.topn import FactorizedScorer
 from recsys.score.vectors import read_info, read_item_vectors, write_bundle_vectors
 
-_MAP_SCHEMA = T.StructType([
-    T.StructField("user_id", T.StringType(), False),
-    T.StructField("rank", T.IntegerType(), False),
-    T.StructField("item_id", T.StringType(), False),
-    T.StructField("score", T.FloatType(), False),
+# What each scoring task returns: the Parquet file it wrote (see :func:`_map_topn`).
+_TASK_SCHEMA = T.StructType([
+    T.StructField("partition", T.IntegerType(), False),
+    T.StructField("path", T.StringType(), False),
+    T.StructField("rows", T.LongType(), False),
+    T.StructField("users", T.LongType(), False),
 ])
+TASKS_DIR = "_tasks"
 COLD_FILE = "part-cold-00000.parquet"
 
 
@@ -84,46 +90,56 @@ class _Catalog:
         self.item_ids, self.item_available = item_ids, item_available
 
 
-def _map_topn(item_vectors, items, item_ids, seen_cols, n: int, block_size: int, exclude_seen: bool):
+def _map_topn(item_vectors, items, item_ids, seen_cols, n: int, block_size: int, exclude_seen: bool,
+              provenance: Provenance, tasks_dir: str):
     """The per-partition function for ``mapInArrow`` (captures only broadcasts and plain values).
 
-    Input rows: ``user_id``, ``vector`` (list<float>), ``seen`` (the day's item_idx list).
+    Input rows: ``user_id``, ``vector`` (list<float>), ``seen`` (the day's item_idx list). Each
+    task scores blocks of ``block_size`` users and writes their rows itself, with the single-node
+    engine's Parquet writer (:class:`~recsys.score._sink.ParquetSink`: the published schema,
+    encoded on a background thread), to ``<tasks_dir>/part-<partition>-<attempt id>.parquet``;
+    it returns one row naming that file. The driver keeps only the files of the attempts Spark
+    reports as successful. (Handing ~100 rows per user back to Spark and writing them with Spark's
+    writer cost 3x the scoring; see docs/benchmarks.md.)
     """
 
     def run(batches):
         import torch
+        from pyspark import TaskContext
 
         torch.set_num_threads(1)
+        ctx = TaskContext.get()
+        path = f"{tasks_dir}/part-{ctx.partitionId():05d}-{ctx.taskAttemptId()}.parquet"
         vectors = item_vectors.value
         scorer = FactorizedScorer(np.zeros((0, vectors.shape[1]), np.float32), vectors, items=items.value)
-        vocab = pa.array(item_ids.value, pa.string())
+        builder = BatchBuilder(np.empty(0, object), item_ids.value, provenance)
         cols_of = seen_cols.value
         f = vectors.shape[1]
-        for whole in batches:
-            for start in range(0, whole.num_rows, block_size):
-                batch = whole.slice(start, block_size)
-                b = batch.num_rows
-                flat = batch.column(VECTOR).flatten().to_numpy(zero_copy_only=False)
-                if flat.size != b * f:
-                    raise ValueError(f"user vectors of {flat.size / max(b, 1):g} floats, the items have {f}")
-                vecs = flat.reshape(b, f)
-                if exclude_seen:
-                    seen = batch.column("seen")
-                    rows = np.repeat(np.arange(b, dtype=np.int64), np.diff(seen.offsets.to_numpy()))
-                    cols = cols_of[seen.flatten().to_numpy().astype(np.int64)]
-                    keep = cols >= 0  # items the scorer does not score cannot be recommended
-                    rows, cols = rows[keep], cols[keep]
-                else:
-                    rows = cols = np.empty(0, np.int64)
-                top, scores = scorer.topn_vectors(vecs, n, rows, cols)
-                valid = (top >= 0).ravel()
-                users = batch.column("user_id")
-                yield pa.RecordBatch.from_arrays([
-                    users.take(pa.array(np.repeat(np.arange(b), n)[valid])),
-                    pa.array(np.tile(np.arange(1, n + 1, dtype=np.int32), b)[valid]),
-                    vocab.take(pa.array(top.ravel()[valid])),
-                    pa.array(scores.ravel()[valid], pa.float32()),
-                ], names=_MAP_SCHEMA.names)
+        users_done = 0
+        with ParquetSink(Path(path), builder) as sink:
+            for whole in batches:
+                for start in range(0, whole.num_rows, block_size):
+                    batch = whole.slice(start, block_size)
+                    b = batch.num_rows
+                    flat = batch.column(VECTOR).flatten().to_numpy(zero_copy_only=False)
+                    if flat.size != b * f:
+                        raise ValueError(f"user vectors of {flat.size / max(b, 1):g} floats, the items have {f}")
+                    vecs = flat.reshape(b, f).copy()  # Arrow memory is read-only; torch wants writable
+                    if exclude_seen:
+                        seen = batch.column("seen")
+                        rows = np.repeat(np.arange(b, dtype=np.int64), np.diff(seen.offsets.to_numpy()))
+                        cols = cols_of[seen.flatten().to_numpy().astype(np.int64)]
+                        keep = cols >= 0  # items the scorer does not score cannot be recommended
+                        rows, cols = rows[keep], cols[keep]
+                    else:
+                        rows = cols = np.empty(0, np.int64)
+                    top, scores = scorer.topn_vectors(vecs, n, rows, cols)
+                    sink.put(Block(np.arange(b), top, scores, np.full(b, MODEL, np.int8)),
+                             builder.with_users(batch.column("user_id")))
+                    users_done += b
+        yield pa.RecordBatch.from_arrays(
+            [pa.array([ctx.partitionId()], pa.int32()), pa.array([path]), pa.array([sink.rows], pa.int64()),
+             pa.array([users_done], pa.int64())], names=_TASK_SCHEMA.names)
 
     return run
 
@@ -141,12 +157,12 @@ class _Inputs:
             self.hist = self.inter.select("user_idx").distinct().withColumn(
                 "seen", F.array().cast(T.ArrayType(T.IntegerType())))
 
-    def warm(self, partitions: int | None) -> DataFrame:
-        """user_id, vector, seen: users with history and a vector, sorted by user_id."""
+    def warm(self, partitions: int) -> DataFrame:
+        """user_id, vector, seen: users with history and a vector, in ``partitions`` ranges of
+        user_id, each sorted (an explicit count: adaptive execution would merge the ranges by
+        bytes, and a few bytes per user here cost a matrix product each)."""
         df = self.hist.join(self.umap, "user_idx").join(self.vectors, "user_id").select("user_id", VECTOR, "seen")
-        if partitions:
-            return df.repartitionByRange(partitions, "user_id").sortWithinPartitions("user_id")
-        return df.orderBy("user_id")
+        return df.repartitionByRange(partitions, "user_id").sortWithinPartitions("user_id")
 
     def cold(self) -> DataFrame:
         """user_idx, user_id, history: users without history or without a vector."""
@@ -157,35 +173,24 @@ class _Inputs:
                 .select("user_idx", "user_id", F.col("_history").isNotNull().alias("history")))
 
 
-def topn_dataframe(spark: SparkSession, inputs: _Inputs, items: _Items, provenance: Provenance,
-                   options: ScoreConfig, partitions: int | None = None) -> DataFrame:
-    """The model rows as a DataFrame with the published columns (sorted by user_id, then rank)."""
+def write_model_rows(spark: SparkSession, inputs: _Inputs, items: _Items, provenance: Provenance,
+                     options: ScoreConfig, partitions: int, out_dir: Path) -> int:
+    """Score the warm users on the executors; their rows end up in ``out_dir/part-<partition>.parquet``
+    (one file per range of user ids, sorted by user_id then rank). Returns the number of rows."""
     sc = spark.sparkContext
+    tasks_dir = out_dir / TASKS_DIR
+    tasks_dir.mkdir(parents=True, exist_ok=True)
     fn = _map_topn(sc.broadcast(items.item_vectors), sc.broadcast(items.scored),
                    sc.broadcast(np.asarray(items.item_ids).astype(str)), sc.broadcast(items.seen_cols),
-                   options.top_n, options.block_size, options.exclude_seen)
-    p = provenance
-    return (inputs.warm(partitions).mapInArrow(fn, _MAP_SCHEMA)
-            .withColumn("source", F.lit(SOURCE_MODEL))
-            .withColumn("model_name", F.lit(p.model_name))
-            .withColumn("model_version", F.lit(p.model_version))
-            .withColumn("mlflow_run_id", F.lit(p.mlflow_run_id))
-            .withColumn("generated_at", F.lit(p.generated_at).cast("timestamp")))
-
-
-def _write(spark: SparkSession, df: DataFrame, out_dir: Path) -> None:
-    # Spark's default INT96 timestamps read back as timestamp[ns] without a zone; the published
-    # schema is timestamp[us, UTC], i.e. Parquet TIMESTAMP_MICROS adjusted to UTC.
-    key = "spark.sql.parquet.outputTimestampType"
-    before = spark.conf.get(key, None)
-    spark.conf.set(key, "TIMESTAMP_MICROS")
-    try:
-        df.write.mode("overwrite").parquet(str(out_dir))
-    finally:
-        if before is None:
-            spark.conf.unset(key)
-        else:
-            spark.conf.set(key, before)
+                   options.top_n, options.block_size, options.exclude_seen, provenance, str(tasks_dir))
+    done = inputs.warm(partitions).mapInArrow(fn, _TASK_SCHEMA).collect()
+    rows = 0
+    for task in done:  # one row per partition, from the attempt that succeeded
+        if task["rows"]:
+            os.rename(task["path"], out_dir / f"part-{task['partition']:05d}.parquet")
+        rows += task["rows"]
+    shutil.rmtree(tasks_dir)  # empty partitions' files and failed attempts' leftovers
+    return rows
 
 
 def _user_features(spark: SparkSession, ts_path: Path, users: np.ndarray) -> np.ndarray | None:
@@ -206,8 +211,9 @@ def _user_features(spark: SparkSession, ts_path: Path, users: np.ndarray) -> np.
 
 def _write_cold(spark: SparkSession, inputs: _Inputs, items: _Items, ts_path: Path, cold: pa.Table,
                 provenance: Provenance, out_dir: Path, options: ScoreConfig,
-                content_model: Recommender | None) -> np.ndarray:
-    """Score the collected cold users on the driver (the single-node code); return their sources."""
+                content_model: Recommender | None) -> tuple[np.ndarray, int]:
+    """Score the collected cold users on the driver (the single-node code); return their sources
+    (-1: no row) and the number of rows written."""
     order = np.argsort(np.asarray(cold["user_id"].to_pylist()).astype(str), kind="stable")
     cold = cold.take(pa.array(order))
     user_idx = cold["user_idx"].to_numpy().astype(np.int64)
@@ -249,7 +255,7 @@ def _write_cold(spark: SparkSession, inputs: _Inputs, items: _Items, ts_path: Pa
     with ParquetSink(Path(out_dir) / COLD_FILE,
                      BatchBuilder(np.asarray(cold["user_id"].to_pylist(), dtype=object), vocab, provenance)) as sink:
         sink.put(Block(users, out_items, out_scores, source))
-    return np.where((out_items >= 0).any(axis=1), source, -1)
+    return np.where((out_items >= 0).any(axis=1), source, -1), sink.rows
 
 
 def score_warehouse(spark: SparkSession, warehouse: Path | str, ds: str, vectors: Path | str,
@@ -261,7 +267,7 @@ def score_warehouse(spark: SparkSession, warehouse: Path | str, ds: str, vectors
 
     ``content_model``: the loaded model, used only for cold-start users without history when it
     maps user features to vectors (a hybrid model); None for the popular list. ``partitions``:
-    how many scoring tasks (default: ``spark.sql.shuffle.partitions``, coalesced by AQE).
+    how many scoring tasks (default: 4 per task slot, ``sparkContext.defaultParallelism``).
     Warehouse, vectors and ``out_dir`` must be on storage the executors share with the driver.
     """
     t0 = time.perf_counter()
@@ -271,19 +277,34 @@ def score_warehouse(spark: SparkSession, warehouse: Path | str, ds: str, vectors
         raise FileNotFoundError(f"no complete model vectors at {vectors}: write them with "
                                 "recsys.score.vectors.ensure_vectors (the score step does)")
     ts_path = training_set_path(warehouse, ds)
+    partitions = partitions or 4 * spark.sparkContext.defaultParallelism
+    phases = {}
+    tick = time.perf_counter()
+
+    def phase(name: str) -> None:
+        nonlocal tick
+        now = time.perf_counter()
+        phases[name] = round(now - tick, 3)
+        tick = now
+
     items = _Items(warehouse, ds, vectors, options)
     inputs = _Inputs(spark, ts_path, vectors, options.exclude_seen)
-    _write(spark, topn_dataframe(spark, inputs, items, provenance, options, partitions), out_dir)
+    phase("items")
+    rows = write_model_rows(spark, inputs, items, provenance, options, partitions, out_dir)
+    phase("model_rows")
     cold = inputs.cold().toArrow()
+    phase("find_cold")
     sources = np.empty(0, np.int8)
     if cold.num_rows:
-        sources = _write_cold(spark, inputs, items, ts_path, cold, provenance, out_dir, options, content_model)
+        sources, cold_rows = _write_cold(spark, inputs, items, ts_path, cold, provenance, out_dir, options,
+                                         content_model)
+        rows += cold_rows
+    phase("cold_rows")
     n_users = inputs.umap.count()
-    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in sorted(out_dir.glob("*.parquet")))
     return {"engine": "spark", "rows": rows, "users": n_users, "users_model": n_users - cold.num_rows,
             "users_popular": int((sources == POPULAR).sum()), "users_content": int((sources == CONTENT).sum()),
-            "vectors": str(vectors), "factors": info["factors"],
-            "seconds": round(time.perf_counter() - t0, 3), "options": options.model_dump()}
+            "vectors": str(vectors), "factors": info["factors"], "partitions": partitions,
+            "seconds": round(time.perf_counter() - t0, 3), "phases": phases, "options": options.model_dump()}
 
 
 def write_topn_spark(spark: SparkSession, bundle: Bundle, data: ScoringData, provenance: Provenance,

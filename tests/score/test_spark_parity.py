@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -112,6 +113,10 @@ def test_warehouse_vectors_path_agrees_with_single_node(spark, tmp_path):
     table = read_table(tmp_path / "spark")
     assert check_schema(table).ok, check_schema(table).message
     assert summary["rows"] == table.num_rows
+    # One file per non-empty range of user ids (written by the tasks), the cold file; no leftovers.
+    names = sorted(p.name for p in (tmp_path / "spark").iterdir())
+    assert names[-1] == "part-cold-00000.parquet" and 1 <= len(names) - 1 <= 3
+    assert all(re.fullmatch(r"part-0000[0-2]\.parquet", n) for n in names[:-1]), names
     users = table.column("user_id").to_pylist()
     model_users, cold_users = users[:23 * 5], users[23 * 5:]
     assert model_users == sorted(model_users)  # range-partitioned and sorted before scoring
