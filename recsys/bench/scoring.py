@@ -251,12 +251,13 @@ class _ProcessPeaks:
     """Peak RSS of this Python driver, of its JVM (the py4j gateway, a child process) and of the
     Python workers the JVM forks, sampled in the background."""
 
-    def __init__(self, interval: float = 0.1) -> None:
+    def __init__(self, interval: float = 0.1, app_id: str | None = None) -> None:
         import psutil
 
         self.me = psutil.Process()
         self.interval = interval
-        self.peak = {"python_driver": 0, "jvm": 0, "python_workers": 0}
+        self.executors = _executor_processes(app_id) if app_id else []
+        self.peak = {"python_driver": 0, "jvm": 0, "python_workers": 0, "executors": 0}
         self.start = dict(self.peak)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -273,7 +274,12 @@ class _ProcessPeaks:
     def sample(self) -> dict[str, int]:
         import psutil
 
-        now = {"python_driver": self.me.memory_info().rss, "jvm": 0, "python_workers": 0}
+        now = {"python_driver": self.me.memory_info().rss, "jvm": 0, "python_workers": 0, "executors": 0}
+        for ex in self.executors:  # executor JVMs of a standalone cluster on this host + Python workers
+            try:
+                now["executors"] += sum(p.memory_info().rss for p in [ex, *ex.children(recursive=True)])
+            except psutil.Error:
+                pass
         jvm = self._jvm()
         if jvm is not None:
             try:
@@ -299,6 +305,18 @@ class _ProcessPeaks:
         self._stop.set()
         self._thread.join()
         self.sample()
+
+
+def _executor_processes(app_id: str) -> list:
+    """This application's executor JVMs running on this host (a standalone worker starts them)."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = p.info.get("cmdline") or []
+        if any("CoarseGrainedExecutorBackend" in c for c in cmd) and app_id in cmd:
+            found.append(p)
+    return found
 
 
 def _executors(spark) -> tuple[int, int]:
@@ -338,6 +356,11 @@ def run_spark_bench(args: argparse.Namespace) -> dict:
             "spark.sql.parquet.compression.codec": "zstd"}
     if args.shuffle_partitions:
         conf["spark.sql.shuffle.partitions"] = str(args.shuffle_partitions)
+    for item in args.conf:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--conf takes KEY=VALUE, got {item!r}")
+        conf[key] = value
     with _ProcessPeaks() as before_spark:
         pass
     t0 = time.perf_counter()
@@ -353,7 +376,7 @@ def run_spark_bench(args: argparse.Namespace) -> dict:
             score_warehouse(spark, work / "warmup", BENCH_DS, Path(tiny["vectors"]), prov, work / "warmup-out",
                             options.model_copy(update={"top_n": min(args.k, 1000)}), partitions=args.partitions)
         warmup_s = time.perf_counter() - t0
-        with _ProcessPeaks() as mem:
+        with _ProcessPeaks(app_id=spark.sparkContext.applicationId) as mem:
             t0 = time.perf_counter()
             summary = score_warehouse(spark, warehouse, BENCH_DS, Path(gen["vectors"]), prov, out, options,
                                       partitions=args.partitions)
@@ -379,12 +402,17 @@ def run_spark_bench(args: argparse.Namespace) -> dict:
         "python_driver_peak_rss_mb": mb(mem.peak["python_driver"]),
         "jvm_driver_rss_start_mb": mb(mem.start["jvm"]), "jvm_driver_peak_rss_mb": mb(mem.peak["jvm"]),
         "python_workers_peak_rss_mb": mb(mem.peak["python_workers"]),
+        "executors_on_this_host": len(mem.executors),
+        "executors_peak_rss_mb": mb(mem.peak["executors"]),
         "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
         "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
     }
     if args.master.startswith("local"):
         figures["note"] = ("local mode: the executor runs inside the driver JVM and the Python "
                            "workers are its children, so jvm_driver_* includes the executor")
+    else:
+        figures["note"] = ("python_workers_* are the driver JVM's children (none off local mode); "
+                           "executors_* sums this host's executor JVMs and their Python workers")
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
     return figures

@@ -36,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--executor-memory", default="2g", help="--engine spark: spark.executor.memory")
     b.add_argument("--workdir", type=Path, default=None,
                    help="--engine spark: keep the warehouse and output here (default: a temp dir)")
+    b.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                   help="--engine spark: more Spark settings, e.g. spark.executorEnv.PYTHONPATH=... "
+                   "(repeatable)")
     b.add_argument("--no-warmup", action="store_true",
                    help="--engine spark: no warm-up run on 2,000 users first (the timed run then "
                    "pays the JVM's JIT and the Python workers' imports)")
