@@ -201,6 +201,9 @@ class ScoreConfig(_Frozen):
     candidates_model: str = "mf_bpr"
     candidates_m: StrictInt = Field(200, ge=1)
     full_scoring_max_items: StrictInt = Field(5000, ge=0)
+    # engine=spark: versions per model whose vectors the train step keeps in the warehouse
+    # (model_vectors/; the champion's always stay).
+    vectors_keep_versions: StrictInt = Field(3, ge=1)
 
 
 class PublishConfig(_Frozen):

@@ -211,6 +211,34 @@ def publish_dir(staged: Path, final: Path) -> None:
     _discard(old)
 
 
+def publish_new_dir(staged: Path, final: Path) -> bool:
+    """Publish a finished staging folder as ``final`` when nothing is there yet (write-once data,
+    e.g. a model version's vectors); return False, and delete ``staged``, when ``final`` exists.
+
+    ``_SUCCESS`` is written and every file fsync'd first, then one ``rename``: readers see the
+    whole folder or none. Two writers racing for the same ``final``: the first rename wins, the
+    other finds ``final`` non-empty (``ENOTEMPTY``/``EEXIST``) and discards its copy.
+    """
+    staged, final = Path(staged), Path(final)
+    if not staged.is_dir():
+        raise FileNotFoundError(f"nothing staged at {staged}")
+    with open(staged / SUCCESS, "wb") as f:
+        os.fsync(f.fileno())
+    _fsync_tree(staged)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if not final.exists():
+        try:
+            os.rename(staged, final)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+        else:
+            _fsync_dir(final.parent)
+            return True
+    _discard(staged)
+    return False
+
+
 def _recover(final: Path) -> list[Path]:
     """Repair what killed publishes of ``final`` left behind; return the paths handled.
 

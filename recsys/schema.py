@@ -21,6 +21,10 @@ RECOMMENDATIONS = "recommendations"
 STAGING = "_staging"
 ITEMS = "items"
 USERS = "users"
+# A factorized model version's vectors, keyed by external id, for the Spark scorer's executors:
+# <warehouse>/model_vectors/model=<registered name>/version=<v>/{users,items}/*.parquet.
+# Not partitioned by `ds`: one write-once folder per registered model version.
+MODEL_VECTORS = "model_vectors"
 
 DS = "ds"
 DS_FORMAT = "%Y-%m-%d"
@@ -118,6 +122,15 @@ RECOMMENDATIONS_ARROW = pa.schema(
 )
 # `ds` is the partition column: it lives in the folder name, not in the files.
 RECOMMENDATION_COLUMNS = tuple(RECOMMENDATIONS_ARROW.names) + (DS,)
+
+# The two tables of a model_vectors version (subfolders ``USERS``/``ITEMS``): the id and the
+# vector the model scores with (every row has the version's `factors` floats, no nulls).
+VECTOR = "vector"
+USER_VECTORS_ARROW = pa.schema([pa.field("user_id", pa.string(), nullable=False),
+                                pa.field(VECTOR, pa.list_(pa.field("element", pa.float32(), nullable=False)),
+                                         nullable=False)])
+ITEM_VECTORS_ARROW = pa.schema([pa.field("item_id", pa.string(), nullable=False),
+                                USER_VECTORS_ARROW.field(VECTOR)])
 
 # Values of the `source` column: which path produced a row.
 SOURCE_MODEL = "model"

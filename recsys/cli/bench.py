@@ -21,7 +21,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--json", type=Path, default=None, help="also write the figures here")
     b.set_defaults(func=_clean)
 
-    b = bench.add_parser("scoring", help="all-users top-k: this engine vs Spark ALS vs a bare loop")
+    b = bench.add_parser("scoring", help="all-users top-k: this engine vs Spark ALS vs a bare loop; "
+                         "--engine spark: the Spark scorer from warehouse Parquet inputs")
+    b.add_argument("--engine", choices=("local", "spark"), default="local",
+                   help="local: the single-node engine (default); spark: synthetic vectors and seen "
+                   "items written as warehouse Parquet, scored by the Spark engine")
+    b.add_argument("--master", default="local[2]",
+                   help="--engine spark: the Spark master (local[N] or spark://host:7077)")
+    b.add_argument("--partitions", type=int, default=None,
+                   help="--engine spark: scoring tasks (default: 4 per task slot)")
+    b.add_argument("--shuffle-partitions", type=int, default=None,
+                   help="--engine spark: spark.sql.shuffle.partitions (default: Spark's)")
+    b.add_argument("--driver-memory", default="2g", help="--engine spark: spark.driver.memory")
+    b.add_argument("--executor-memory", default="2g", help="--engine spark: spark.executor.memory")
+    b.add_argument("--workdir", type=Path, default=None,
+                   help="--engine spark: keep the warehouse and output here (default: a temp dir)")
+    b.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                   help="--engine spark: more Spark settings, e.g. spark.executorEnv.PYTHONPATH=... "
+                   "(repeatable)")
+    b.add_argument("--no-warmup", action="store_true",
+                   help="--engine spark: no warm-up run on 2,000 users first (the timed run then "
+                   "pays the JVM's JIT and the Python workers' imports)")
     b.add_argument("--users", type=int, default=100_000)
     b.add_argument("--items", type=int, default=20_000)
     b.add_argument("--factors", type=int, default=64)

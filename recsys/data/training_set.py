@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 
 from recsys import io
 from recsys.interactions import Interactions, leave_last_k_out
@@ -66,13 +67,76 @@ def _features(folder: Path, idx: str, n: int, skip: tuple[str, ...] = ()) -> tup
     return matrix, t
 
 
-def load_training_set(warehouse: Path | str, ds: str) -> TrainingSet:
-    """Load the training set of ``ds`` from ``warehouse``; clear error if it is missing."""
+def training_set_path(warehouse: Path | str, ds: str) -> Path:
+    """The complete training-set partition of ``ds``; clear error if it is missing."""
     path = io.partition_path(warehouse, TRAINING_SET, ds)
     if not io.is_complete(path):
         state = "is incomplete" if path.exists() else "does not exist"
         raise TrainingSetNotFound(f"training set {path} {state}; run the build-features step "
                                   f"(jobs/build_features.py --ds {ds}) first")
+    return path
+
+
+def load_catalog(warehouse: Path | str, ds: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Only the item side of the training set of ``ds``: (item_ids, item_available), as in
+    :class:`TrainingSet`. Its size is the catalog's, whatever the number of users."""
+    path = training_set_path(warehouse, ds)
+    item_ids = _id_array(path / "item_map", "item_idx", "item_id")
+    if not (path / "item_features").is_dir():
+        return item_ids, None
+    t = pads.dataset(str(path / "item_features"), format="parquet").to_table(columns=["item_idx", "available"])
+    available = np.ones(len(item_ids), dtype=bool)
+    available[t["item_idx"].to_numpy().astype(np.int64)] = \
+        pc.fill_null(t["available"], True).to_numpy(zero_copy_only=False)
+    return item_ids, available
+
+
+def write_training_set(warehouse: Path | str, ds: str, interactions: Interactions, user_ids: np.ndarray,
+                       item_ids: np.ndarray, item_available: np.ndarray | None = None) -> Path:
+    """Publish an in-memory training set as the partition of ``ds`` (the layout the build-features
+    step writes; :func:`load_training_set` reads back the same arrays). For tests, benchmarks and
+    the Spark scorer's in-memory entry point; the pipeline builds training sets with Spark.
+
+    User features are written as columns ``f00000``, ``f00001``, ... (read back in that order).
+    """
+    n = len(interactions)
+    rating = interactions.rating
+    ts = interactions.ts if interactions.ts is not None else np.zeros(n, np.int64)
+    tables = {
+        "interactions": pa.table({
+            "user_idx": pa.array(interactions.user_idx, pa.int32()),
+            "item_idx": pa.array(interactions.item_idx, pa.int32()),
+            "weight": pa.array(interactions.weight, pa.float32()),
+            "rating": (pa.nulls(n, pa.float32()) if rating is None
+                       else pa.array(rating, pa.float32(), mask=np.isnan(rating))),
+            "ts": pa.array(np.asarray(ts, np.int64) * 1_000_000, pa.timestamp("us")),
+        }),
+        "user_map": pa.table({"user_idx": pa.array(np.arange(len(user_ids)), pa.int32()),
+                              "user_id": pa.array(np.asarray(user_ids).astype(str))}),
+        "item_map": pa.table({"item_idx": pa.array(np.arange(len(item_ids)), pa.int32()),
+                              "item_id": pa.array(np.asarray(item_ids).astype(str))}),
+    }
+    if item_available is not None:
+        tables["item_features"] = pa.table({"item_idx": pa.array(np.arange(len(item_ids)), pa.int32()),
+                                            "available": pa.array(np.asarray(item_available, bool))})
+    feats = interactions.user_features
+    if feats is not None:
+        cols = {"user_idx": pa.array(np.arange(len(user_ids)), pa.int32())}
+        cols |= {f"f{j:05d}": pa.array(np.asarray(feats[:, j], np.float32)) for j in range(feats.shape[1])}
+        tables["user_features"] = pa.table(cols)
+    io.clear_staging(warehouse, TRAINING_SET, ds)
+    staged = io.staging_path(warehouse, TRAINING_SET, ds)
+    for name, table in tables.items():
+        (staged / name).mkdir(parents=True)
+        pq.write_table(table, staged / name / "part-00000.parquet")
+    final = io.partition_path(warehouse, TRAINING_SET, ds)
+    io.publish_dir(staged, final)
+    return final
+
+
+def load_training_set(warehouse: Path | str, ds: str) -> TrainingSet:
+    """Load the training set of ``ds`` from ``warehouse``; clear error if it is missing."""
+    path = training_set_path(warehouse, ds)
     user_ids = _id_array(path / "user_map", "user_idx", "user_id")
     item_ids = _id_array(path / "item_map", "item_idx", "item_id")
     rows = _table(path / "interactions")

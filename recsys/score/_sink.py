@@ -6,6 +6,7 @@ queue is bounded, so at most ``max_pending`` blocks wait in memory.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 import queue
@@ -70,6 +71,13 @@ class BatchBuilder:
             raise ValueError("generated_at must be timezone-aware (UTC)")
         self._ts_us = int(ts.timestamp() * 1_000_000)
 
+    def with_users(self, user_ids: pa.Array) -> "BatchBuilder":
+        """The same builder over another user vocabulary (the Spark engine: each Arrow batch's
+        ``user_id`` column, block positions indexing it)."""
+        out = copy.copy(self)
+        out.users = user_ids
+        return out
+
     def build(self, block: Block) -> pa.RecordBatch:
         b, n = block.items.shape
         valid = (block.items >= 0).ravel()
@@ -116,23 +124,25 @@ class ParquetSink:
 
     def _run(self) -> None:
         while True:
-            block = self._queue.get()
-            if block is self._STOP:
+            item = self._queue.get()
+            if item is self._STOP:
                 return
             if self._error is not None:
                 continue  # drain so the producer never blocks on a dead consumer
+            block, builder = item
             try:
-                batch = self.builder.build(block)
+                batch = builder.build(block)
                 if batch.num_rows:
                     self._writer.write_batch(batch)
                 self.rows += batch.num_rows
             except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
                 self._error = exc
 
-    def put(self, block: Block) -> None:
+    def put(self, block: Block, builder: BatchBuilder | None = None) -> None:
+        """Queue ``block`` for writing, built by ``builder`` (default: the sink's)."""
         if self._error is not None:
             raise RuntimeError(f"writing {self.path} failed") from self._error
-        self._queue.put(block)
+        self._queue.put((block, builder or self.builder))
 
     def close(self) -> int:
         """Flush, close the file and return the number of rows written."""

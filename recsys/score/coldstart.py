@@ -20,7 +20,14 @@ def popular_items(interactions: Interactions, n: int, available: np.ndarray | No
     Returns (items, scores), each of length ``n``; -1 / -inf pad when fewer items qualify.
     """
     seen = interactions.csr("ones")
-    counts = np.asarray((seen > 0).sum(axis=0)).ravel().astype(np.float32)
+    return popular_from_counts(np.asarray((seen > 0).sum(axis=0)).ravel(), n, available)
+
+
+def popular_from_counts(counts: np.ndarray, n: int, available: np.ndarray | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`popular_items` from the distinct-user count of every item (the Spark engine counts
+    them with Spark)."""
+    counts = np.asarray(counts).astype(np.float32)
     ok = counts > 0
     if available is not None:
         ok &= np.asarray(available, bool)

@@ -112,7 +112,7 @@ class _ColdStart:
 
     def __init__(self, bundle: Bundle, data: ScoringData, plan: Plan, n: int,
                  items: np.ndarray | None, offset: int) -> None:
-        self.n, self.offset, self.plan = n, offset, plan
+        self.n, self.offset, self.seen = n, offset, plan.seen
         cold = ~plan.warm
         nnz = np.diff(plan.seen.indptr)
         longest = int(nnz[cold].max()) if cold.any() else 0
@@ -123,9 +123,22 @@ class _ColdStart:
                         and feats is not None else None)
         self.features, self.items = feats, items
 
+    @classmethod
+    def from_parts(cls, seen, pop_items: np.ndarray, pop_scores: np.ndarray, content: Recommender | None,
+                   features: np.ndarray | None, items: np.ndarray | None, n: int, offset: int) -> "_ColdStart":
+        """The same lists from parts computed elsewhere (the Spark engine: only the cold users'
+        rows of ``seen``/``features``, the popular list counted by Spark, ``n + longest`` long)."""
+        self = cls.__new__(cls)
+        self.n, self.offset, self.seen = n, offset, seen
+        self.pop_items, self.pop_scores = pop_items, pop_scores
+        self.content = (content if content is not None and features is not None
+                        and coldstart.supports_content(content) else None)
+        self.features, self.items = features, items
+        return self
+
     def fill(self, users: np.ndarray, out_items, out_scores, out_source) -> None:
         """Write the cold users' rows (positions ``users`` of the training set) in place."""
-        nnz = np.diff(self.plan.seen.indptr)[users]
+        nnz = np.diff(self.seen.indptr)[users]
         fresh = nnz == 0
         out_items[:] = -1
         out_scores[:] = -np.inf
@@ -142,7 +155,7 @@ class _ColdStart:
         # popular list minus what they have seen. Rare, so a loop is fine.
         for j in np.flatnonzero(~fresh):
             u = users[j]
-            seen = self.plan.seen.indices[self.plan.seen.indptr[u]:self.plan.seen.indptr[u + 1]]
+            seen = self.seen.indices[self.seen.indptr[u]:self.seen.indptr[u + 1]]
             keep = ~np.isin(self.pop_items, seen) & (self.pop_items >= 0)
             it, sc = self.pop_items[keep][: self.n], self.pop_scores[keep][: self.n]
             out_items[j, : len(it)] = it + self.offset

@@ -1,155 +1,335 @@
-"""The distributed scoring path: an Arrow map over partitions of users, item vectors broadcast.
+"""The distributed scoring path: executors read, join and score the users; the driver holds items.
 
-Each task scores its users with the same :class:`~recsys.score.topn.FactorizedScorer` as the
-single-node path (so the two agree exactly), one torch thread per task because Spark already
-runs one task per core. Cold-start users are few and need the whole training set, so the driver
-writes their rows with the single-node writer into the same folder. Executors need the
-``recsys`` package installed (it is imported inside the tasks).
+What runs where (:func:`score_warehouse`):
+
+* **executors** read the model version's user vectors (``model_vectors/.../users``, see
+  :mod:`recsys.score.vectors`) and the training set of ``ds`` (``interactions``, ``user_map``),
+  group each user's seen items, join them to the vectors on ``user_id``, sort by ``user_id``
+  and score each partition with the same :class:`~recsys.score.topn.FactorizedScorer` as the
+  single-node path (``mapInArrow``, one torch thread per task since Spark runs one task per
+  core; blocks of ``block_size`` users); each task writes its rows to one Parquet file with the
+  single-node engine's writer and hands Spark back only the file's name. Executors need the
+  ``recsys`` package installed (it is imported inside the tasks) and the warehouse mounted at the
+  same path as the driver (as every step of this project assumes).
+* **the driver** reads only item-sized things (the model's item vectors and ids, today's item
+  map and availability) and broadcasts them. Nothing per user passes through it, except the
+  **cold-start users** (users with no history, or with history but no vector): Spark finds them
+  and the driver collects only those (their ids, the seen items of those with history, the user
+  features of those without) plus the per-item user counts of the popular list, then writes
+  their rows with the single-node cold-start code (:class:`~recsys.score.engine._ColdStart`), so
+  they equal the single-node path's. Cold users are few (new users since the model's training
+  day); a version much older than the training set makes them many, and the driver pays for it.
+
+Output: the same rows as :func:`recsys.score.engine.write_topn`; model rows in
+``part-<partition>.parquet``, one per range of user ids, sorted by ``user_id`` (a range shuffle
+before scoring), cold-start rows in ``part-cold-00000.parquet``.
 """
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import scipy.sparse as sp
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from recsys.config import ScoreConfig
-from recsys.score._sink import SOURCE_MODEL, Provenance
-from recsys.score.engine import Bundle, ScoringData, _ColdStart, make_plan, scored_items
+from recsys.data.training_set import load_catalog, training_set_path, write_training_set
+from recsys.models.base import Recommender
+from recsys.schema import USERS, VECTOR
+from recsys.score import coldstart
+from recsys.score._sink import (
+    CONTENT,
+    MODEL,
+    POPULAR,
+    BatchBuilder,
+    Block,
+    ParquetSink,
+    Provenance,
+)
+from recsys.score.engine import (
+    Bundle,
+    ScoringData,
+    _available,
+    _ColdStart,
+    scored_items,
+)
 from recsys.score.topn import FactorizedScorer
+from recsys.score.vectors import read_info, read_item_vectors, write_bundle_vectors
 
-_MAP_SCHEMA = T.StructType([
-    T.StructField("user_id", T.StringType(), False),
-    T.StructField("rank", T.IntegerType(), False),
-    T.StructField("item_id", T.StringType(), False),
-    T.StructField("score", T.FloatType(), False),
+# What each scoring task returns: the Parquet file it wrote (see :func:`_map_topn`).
+_TASK_SCHEMA = T.StructType([
+    T.StructField("partition", T.IntegerType(), False),
+    T.StructField("path", T.StringType(), False),
+    T.StructField("rows", T.LongType(), False),
+    T.StructField("users", T.LongType(), False),
 ])
+TASKS_DIR = "_tasks"
+COLD_FILE = "part-cold-00000.parquet"
 
 
-def _users_table(plan, data: ScoringData, user_vectors: np.ndarray, exclude_seen: bool) -> pa.Table:
-    """Warm users in id order: user_id, their vector and their seen items as scored columns."""
-    users = plan.order[plan.warm[plan.order]]
-    seen = plan.seen[users]
-    cols = plan.seen_cols[seen.indices] if exclude_seen else np.empty(0, np.int64)
-    if exclude_seen:
-        # Items the scorer does not score (-1) cannot be recommended: drop them from the mask.
-        keep = cols >= 0
-        row_of = np.repeat(np.arange(len(users)), np.diff(seen.indptr))
-        counts = np.bincount(row_of[keep], minlength=len(users))
-        offsets = np.r_[0, np.cumsum(counts)].astype(np.int32)
-        cols = cols[keep]
-    else:
-        offsets = np.zeros(len(users) + 1, np.int32)
-    vecs = np.ascontiguousarray(user_vectors[plan.model_user[users]], np.float32)
-    f = vecs.shape[1]
-    return pa.table({
-        "user_id": pa.array(np.asarray(data.user_ids)[users].astype(str)),
-        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vecs.ravel()), f),
-        "seen": pa.ListArray.from_arrays(pa.array(offsets), pa.array(cols.astype(np.int64))),
-    })
+class _Items:
+    """The item side, on the driver: the model's items (from the vectors folder) and today's."""
+
+    def __init__(self, warehouse: Path | str, ds: str, vectors: Path, options: ScoreConfig) -> None:
+        self.item_ids, self.item_vectors = read_item_vectors(vectors)  # the model's, index order
+        self.day_ids, self.day_available = load_catalog(warehouse, ds)
+        # The single-node helpers take a bundle and a training set; these two hold what they read.
+        data = _Catalog(self.day_ids, self.day_available)
+        self.scored = scored_items(self, data, options)  # model items that may be recommended
+        probe = FactorizedScorer(np.zeros((0, 1), np.float32), np.zeros((len(self.item_ids), 1), np.float32),
+                                 items=self.scored)
+        model_item = self.item_index(self.day_ids)
+        col_map = probe.col_map
+        # per item of the day: its column in the scorer, -1 when not scored (never masked then)
+        self.seen_cols = model_item if col_map is None else np.where(model_item >= 0, col_map[model_item], -1)
+        self.available = _available(data, options)  # per item of the day, for the popular list
+
+    def item_index(self, ids: np.ndarray) -> np.ndarray:
+        from recsys.models.bundle import _lookup
+
+        return _lookup(self.item_ids, ids)
 
 
-def _map_topn(item_vectors, items, item_ids, n: int):
-    """The per-partition function for ``mapInArrow`` (captures only broadcasts and plain values)."""
+class _Catalog:
+    def __init__(self, item_ids: np.ndarray, item_available: np.ndarray | None) -> None:
+        self.item_ids, self.item_available = item_ids, item_available
+
+
+def _map_topn(item_vectors, items, item_ids, seen_cols, n: int, block_size: int, exclude_seen: bool,
+              provenance: Provenance, tasks_dir: str):
+    """The per-partition function for ``mapInArrow`` (captures only broadcasts and plain values).
+
+    Input rows: ``user_id``, ``vector`` (list<float>), ``seen`` (the day's item_idx list). Each
+    task scores blocks of ``block_size`` users and writes their rows itself, with the single-node
+    engine's Parquet writer (:class:`~recsys.score._sink.ParquetSink`: the published schema,
+    encoded on a background thread), to ``<tasks_dir>/part-<partition>-<attempt id>.parquet``;
+    it returns one row naming that file. The driver keeps only the files of the attempts Spark
+    reports as successful. (Handing ~100 rows per user back to Spark and writing them with Spark's
+    writer cost 3x the scoring; see docs/benchmarks.md.)
+    """
 
     def run(batches):
         import torch
+        from pyspark import TaskContext
 
         torch.set_num_threads(1)
-        scorer = FactorizedScorer(np.zeros((0, item_vectors.value.shape[1]), np.float32),
-                                  item_vectors.value, items=items.value)
-        vocab = pa.array(item_ids.value)
-        for batch in batches:
-            b = batch.num_rows
-            if not b:
-                continue
-            vecs = batch.column("vector").flatten().to_numpy().reshape(b, -1)
-            seen = batch.column("seen")
-            lengths = np.diff(seen.offsets.to_numpy())
-            rows = np.repeat(np.arange(b, dtype=np.int64), lengths)
-            cols = seen.flatten().to_numpy().astype(np.int64)
-            top, scores = scorer.topn_vectors(vecs, n, rows, cols)
-            valid = (top >= 0).ravel()
-            yield pa.RecordBatch.from_arrays([
-                pa.array(np.repeat(batch.column("user_id").to_numpy(zero_copy_only=False), n)[valid]),
-                pa.array(np.tile(np.arange(1, n + 1, dtype=np.int32), b)[valid]),
-                vocab.take(pa.array(top.ravel()[valid])),
-                pa.array(scores.ravel()[valid], pa.float32()),
-            ], names=_MAP_SCHEMA.names)
+        ctx = TaskContext.get()
+        path = f"{tasks_dir}/part-{ctx.partitionId():05d}-{ctx.taskAttemptId()}.parquet"
+        vectors = item_vectors.value
+        scorer = FactorizedScorer(np.zeros((0, vectors.shape[1]), np.float32), vectors, items=items.value)
+        builder = BatchBuilder(np.empty(0, object), item_ids.value, provenance)
+        cols_of = seen_cols.value
+        f = vectors.shape[1]
+        users_done = 0
+        with ParquetSink(Path(path), builder) as sink:
+            for whole in batches:
+                for start in range(0, whole.num_rows, block_size):
+                    batch = whole.slice(start, block_size)
+                    b = batch.num_rows
+                    flat = batch.column(VECTOR).flatten().to_numpy(zero_copy_only=False)
+                    if flat.size != b * f:
+                        raise ValueError(f"user vectors of {flat.size / max(b, 1):g} floats, the items have {f}")
+                    vecs = flat.reshape(b, f).copy()  # Arrow memory is read-only; torch wants writable
+                    if exclude_seen:
+                        seen = batch.column("seen")
+                        rows = np.repeat(np.arange(b, dtype=np.int64), np.diff(seen.offsets.to_numpy()))
+                        cols = cols_of[seen.flatten().to_numpy().astype(np.int64)]
+                        keep = cols >= 0  # items the scorer does not score cannot be recommended
+                        rows, cols = rows[keep], cols[keep]
+                    else:
+                        rows = cols = np.empty(0, np.int64)
+                    top, scores = scorer.topn_vectors(vecs, n, rows, cols)
+                    sink.put(Block(np.arange(b), top, scores, np.full(b, MODEL, np.int8)),
+                             builder.with_users(batch.column("user_id")))
+                    users_done += b
+        yield pa.RecordBatch.from_arrays(
+            [pa.array([ctx.partitionId()], pa.int32()), pa.array([path]), pa.array([sink.rows], pa.int64()),
+             pa.array([users_done], pa.int64())], names=_TASK_SCHEMA.names)
 
     return run
 
 
-def topn_dataframe(spark: SparkSession, bundle: Bundle, data: ScoringData, provenance: Provenance,
-                   options: ScoreConfig, partitions: int | None = None) -> tuple[DataFrame, Any]:
-    """The model rows as a DataFrame with the published columns, plus the plan (for cold start)."""
-    model = bundle.model
-    if not model.factorized:
-        raise ValueError(f"score.engine=spark needs a factorized model; {model.name} is not "
-                         "(use score.engine=local, which re-ranks candidates)")
-    items = scored_items(bundle, data, options)
-    probe = FactorizedScorer(np.zeros((0, 1), np.float32), np.zeros((model.n_items, 1), np.float32),
-                             items=items)
-    plan = make_plan(bundle, data, options, probe.col_map)
-    users = _users_table(plan, data, model.user_vectors(), options.exclude_seen)
-    df = spark.createDataFrame(users)
-    if partitions:
-        df = df.coalesce(partitions)
-    sc = spark.sparkContext
-    fn = _map_topn(sc.broadcast(np.asarray(model.item_vectors(), np.float32)), sc.broadcast(items),
-                   sc.broadcast(np.asarray(bundle.item_ids).astype(str)), options.top_n)
-    p = provenance
-    out = (df.mapInArrow(fn, _MAP_SCHEMA)
-           .withColumn("source", F.lit(SOURCE_MODEL))
-           .withColumn("model_name", F.lit(p.model_name))
-           .withColumn("model_version", F.lit(p.model_version))
-           .withColumn("mlflow_run_id", F.lit(p.mlflow_run_id))
-           .withColumn("generated_at", F.lit(p.generated_at).cast("timestamp")))
-    return out, plan
+class _Inputs:
+    """The training set of ``ds`` and the version's user vectors as DataFrames (lazy)."""
 
-
-def _write(spark: SparkSession, df: DataFrame, out_dir: Path) -> None:
-    # Spark's default INT96 timestamps read back as timestamp[ns] without a zone; the published
-    # schema is timestamp[us, UTC], i.e. Parquet TIMESTAMP_MICROS adjusted to UTC.
-    key = "spark.sql.parquet.outputTimestampType"
-    before = spark.conf.get(key, None)
-    spark.conf.set(key, "TIMESTAMP_MICROS")
-    try:
-        df.write.mode("overwrite").parquet(str(out_dir))
-    finally:
-        if before is None:
-            spark.conf.unset(key)
+    def __init__(self, spark: SparkSession, ts_path: Path, vectors: Path, exclude_seen: bool) -> None:
+        self.inter = spark.read.parquet(str(ts_path / "interactions")).select("user_idx", "item_idx")
+        self.umap = spark.read.parquet(str(ts_path / "user_map")).select("user_idx", "user_id")
+        self.vectors = spark.read.parquet(str(vectors / USERS)).select("user_id", VECTOR)
+        if exclude_seen:
+            self.hist = self.inter.groupBy("user_idx").agg(F.collect_list("item_idx").alias("seen"))
         else:
-            spark.conf.set(key, before)
+            self.hist = self.inter.select("user_idx").distinct().withColumn(
+                "seen", F.array().cast(T.ArrayType(T.IntegerType())))
+
+    def warm(self, partitions: int) -> DataFrame:
+        """user_id, vector, seen: users with history and a vector, in ``partitions`` ranges of
+        user_id, each sorted (an explicit count: adaptive execution would merge the ranges by
+        bytes, and a few bytes per user here cost a matrix product each)."""
+        df = self.hist.join(self.umap, "user_idx").join(self.vectors, "user_id").select("user_id", VECTOR, "seen")
+        return df.repartitionByRange(partitions, "user_id").sortWithinPartitions("user_id")
+
+    def cold(self) -> DataFrame:
+        """user_idx, user_id, history: users without history or without a vector."""
+        keys = self.inter.select("user_idx").distinct().withColumn("_history", F.lit(True))
+        has_vector = self.vectors.select("user_id").withColumn("_vector", F.lit(True))
+        return (self.umap.join(keys, "user_idx", "left").join(has_vector, "user_id", "left")
+                .where(F.col("_history").isNull() | F.col("_vector").isNull())
+                .select("user_idx", "user_id", F.col("_history").isNotNull().alias("history")))
+
+
+def write_model_rows(spark: SparkSession, inputs: _Inputs, items: _Items, provenance: Provenance,
+                     options: ScoreConfig, partitions: int, out_dir: Path) -> int:
+    """Score the warm users on the executors; their rows end up in ``out_dir/part-<partition>.parquet``
+    (one file per range of user ids, sorted by user_id then rank). Returns the number of rows."""
+    sc = spark.sparkContext
+    tasks_dir = out_dir / TASKS_DIR
+    tasks_dir.mkdir(parents=True, exist_ok=True)
+    fn = _map_topn(sc.broadcast(items.item_vectors), sc.broadcast(items.scored),
+                   sc.broadcast(np.asarray(items.item_ids).astype(str)), sc.broadcast(items.seen_cols),
+                   options.top_n, options.block_size, options.exclude_seen, provenance, str(tasks_dir))
+    done = inputs.warm(partitions).mapInArrow(fn, _TASK_SCHEMA).collect()
+    rows = 0
+    for task in done:  # one row per partition, from the attempt that succeeded
+        if task["rows"]:
+            os.rename(task["path"], out_dir / f"part-{task['partition']:05d}.parquet")
+        rows += task["rows"]
+    shutil.rmtree(tasks_dir)  # empty partitions' files and failed attempts' leftovers
+    return rows
+
+
+def _user_features(spark: SparkSession, ts_path: Path, users: np.ndarray) -> np.ndarray | None:
+    """Rows of ``user_features`` for the training-set users ``users`` (zeros where absent), the
+    columns ordered as :func:`recsys.data.training_set.load_training_set` orders them."""
+    folder = ts_path / "user_features"
+    if not folder.is_dir():
+        return None
+    keys = spark.createDataFrame(pa.table({"user_idx": pa.array(users, pa.int32())}))
+    t = spark.read.parquet(str(folder)).join(F.broadcast(keys), "user_idx").toArrow()
+    names = sorted(c for c in t.column_names if c != "user_idx")
+    out = np.zeros((len(users), len(names)), np.float32)
+    pos = np.searchsorted(users, t["user_idx"].to_numpy().astype(np.int64))  # users is sorted
+    for j, name in enumerate(names):
+        out[pos, j] = pc.fill_null(t[name], 0).to_numpy().astype(np.float32)
+    return out
+
+
+def _write_cold(spark: SparkSession, inputs: _Inputs, items: _Items, ts_path: Path, cold: pa.Table,
+                provenance: Provenance, out_dir: Path, options: ScoreConfig,
+                content_model: Recommender | None) -> tuple[np.ndarray, int]:
+    """Score the collected cold users on the driver (the single-node code); return their sources
+    (-1: no row) and the number of rows written."""
+    order = np.argsort(np.asarray(cold["user_id"].to_pylist()).astype(str), kind="stable")
+    cold = cold.take(pa.array(order))
+    user_idx = cold["user_idx"].to_numpy().astype(np.int64)
+    history = cold["history"].to_numpy(zero_copy_only=False)
+    n_items = len(items.day_ids)
+    # Their seen items (the day's item_idx), as CSR rows in the order of `cold`.
+    rows = np.empty(0, np.int64)
+    cols = np.empty(0, np.int64)
+    if history.any():
+        keys = spark.createDataFrame(pa.table({"user_idx": pa.array(user_idx[history], pa.int32())}))
+        seen = inputs.inter.join(F.broadcast(keys), "user_idx").toArrow()
+        by_idx = np.argsort(user_idx, kind="stable")
+        rows = by_idx[np.searchsorted(user_idx[by_idx], seen["user_idx"].to_numpy().astype(np.int64))]
+        cols = seen["item_idx"].to_numpy().astype(np.int64)
+    csr = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(cold), n_items))
+    csr.sum_duplicates()
+    longest = int(np.diff(csr.indptr).max()) if len(cold) else 0
+    counts = inputs.inter.groupBy("item_idx").agg(F.countDistinct("user_idx").alias("users")).toArrow()
+    per_item = np.zeros(n_items, np.int64)
+    per_item[counts["item_idx"].to_numpy().astype(np.int64)] = counts["users"].to_numpy()
+    n = options.top_n
+    pop_items, pop_scores = coldstart.popular_from_counts(per_item, n + longest, items.available)
+    features = None
+    if content_model is not None and coldstart.supports_content(content_model) and not history.all():
+        # Only users without history get content-based lists: fetch only their features.
+        fresh = np.sort(user_idx[~history])
+        feats = _user_features(spark, ts_path, fresh)
+        if feats is not None:
+            features = np.zeros((len(cold), feats.shape[1]), np.float32)
+            features[~history] = feats[np.searchsorted(fresh, user_idx[~history])]
+    cold_start = _ColdStart.from_parts(csr, pop_items, pop_scores, content_model, features, items.scored,
+                                       n, offset=len(items.item_ids))
+    out_items = np.full((len(cold), n), -1, np.int64)
+    out_scores = np.full((len(cold), n), -np.inf, np.float32)
+    source = np.full(len(cold), POPULAR, np.int8)
+    users = np.arange(len(cold))
+    cold_start.fill(users, out_items, out_scores, source)
+    vocab = np.concatenate([np.asarray(items.item_ids).astype(str), np.asarray(items.day_ids).astype(str)])
+    with ParquetSink(Path(out_dir) / COLD_FILE,
+                     BatchBuilder(np.asarray(cold["user_id"].to_pylist(), dtype=object), vocab, provenance)) as sink:
+        sink.put(Block(users, out_items, out_scores, source))
+    return np.where((out_items >= 0).any(axis=1), source, -1), sink.rows
+
+
+def score_warehouse(spark: SparkSession, warehouse: Path | str, ds: str, vectors: Path | str,
+                    provenance: Provenance, out_dir: Path | str, options: ScoreConfig,
+                    content_model: Recommender | None = None,
+                    partitions: int | None = None) -> dict[str, Any]:
+    """Score every user of the training set of ``ds`` with the vectors folder ``vectors``
+    (:func:`recsys.score.vectors.vectors_path`) and write the top-N table into ``out_dir``.
+
+    ``content_model``: the loaded model, used only for cold-start users without history when it
+    maps user features to vectors (a hybrid model); None for the popular list. ``partitions``:
+    how many scoring tasks (default: 4 per task slot, ``sparkContext.defaultParallelism``).
+    Warehouse, vectors and ``out_dir`` must be on storage the executors share with the driver.
+    """
+    t0 = time.perf_counter()
+    vectors, out_dir = Path(vectors), Path(out_dir)
+    info = read_info(vectors)
+    if info is None:
+        raise FileNotFoundError(f"no complete model vectors at {vectors}: write them with "
+                                "recsys.score.vectors.ensure_vectors (the score step does)")
+    ts_path = training_set_path(warehouse, ds)
+    partitions = partitions or 4 * spark.sparkContext.defaultParallelism
+    phases = {}
+    tick = time.perf_counter()
+
+    def phase(name: str) -> None:
+        nonlocal tick
+        now = time.perf_counter()
+        phases[name] = round(now - tick, 3)
+        tick = now
+
+    items = _Items(warehouse, ds, vectors, options)
+    inputs = _Inputs(spark, ts_path, vectors, options.exclude_seen)
+    phase("items")
+    rows = write_model_rows(spark, inputs, items, provenance, options, partitions, out_dir)
+    phase("model_rows")
+    cold = inputs.cold().toArrow()
+    phase("find_cold")
+    sources = np.empty(0, np.int8)
+    if cold.num_rows:
+        sources, cold_rows = _write_cold(spark, inputs, items, ts_path, cold, provenance, out_dir, options,
+                                         content_model)
+        rows += cold_rows
+    phase("cold_rows")
+    n_users = inputs.umap.count()
+    return {"engine": "spark", "rows": rows, "users": n_users, "users_model": n_users - cold.num_rows,
+            "users_popular": int((sources == POPULAR).sum()), "users_content": int((sources == CONTENT).sum()),
+            "vectors": str(vectors), "factors": info["factors"], "partitions": partitions,
+            "seconds": round(time.perf_counter() - t0, 3), "phases": phases, "options": options.model_dump()}
 
 
 def write_topn_spark(spark: SparkSession, bundle: Bundle, data: ScoringData, provenance: Provenance,
                      out_dir: Path, options: ScoreConfig) -> dict[str, Any]:
-    """Spark counterpart of :func:`recsys.score.engine.write_topn` (same rows, several files)."""
-    from recsys.score._sink import CONTENT, POPULAR, BatchBuilder, Block, ParquetSink
-
-    t0 = time.perf_counter()
-    df, plan = topn_dataframe(spark, bundle, data, provenance, options)
-    # The input is in user-id order and the map keeps it: part files come out sorted, no shuffle.
-    _write(spark, df, out_dir)
-    cold_users = plan.order[~plan.warm[plan.order]]
-    n = options.top_n
-    items, scores = np.full((len(cold_users), n), -1, np.int64), np.full((len(cold_users), n), -np.inf, np.float32)
-    source = np.zeros(len(cold_users), np.int8)
-    if len(cold_users):
-        cold = _ColdStart(bundle, data, plan, n, scored_items(bundle, data, options),
-                          offset=len(bundle.item_ids))
-        cold.fill(cold_users, items, scores, source)
-        vocab = np.concatenate([np.asarray(bundle.item_ids).astype(str), np.asarray(data.item_ids).astype(str)])
-        with ParquetSink(Path(out_dir) / "part-cold-00000.parquet",
-                         BatchBuilder(data.user_ids, vocab, provenance)) as sink:
-            sink.put(Block(cold_users, items, scores, source))
-    warm = int(plan.warm.sum())
-    return {"engine": "spark", "users": warm + len(cold_users), "users_model": warm,
-            "users_popular": int((source == POPULAR).sum()), "users_content": int((source == CONTENT).sum()),
-            "seconds": round(time.perf_counter() - t0, 3), "options": options.__dict__}
+    """Spark counterpart of :func:`recsys.score.engine.write_topn` for inputs in memory (tests,
+    notebooks): ``data`` and the bundle's vectors are written to a temporary warehouse (local
+    disk: ``local[*]`` masters only), then :func:`score_warehouse` scores them. The score step
+    calls :func:`score_warehouse` on the real warehouse instead."""
+    with tempfile.TemporaryDirectory(prefix="recsys-spark-score-") as tmp:
+        ds = "1970-01-01"
+        write_training_set(tmp, ds, data.interactions, data.user_ids, data.item_ids, data.item_available)
+        vectors = write_bundle_vectors(tmp, provenance.model_name, provenance.model_version,
+                                       provenance.mlflow_run_id, bundle, source="memory")
+        return score_warehouse(spark, tmp, ds, vectors, provenance, out_dir, options, content_model=bundle.model)

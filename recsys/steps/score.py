@@ -142,7 +142,6 @@ def score_ds(cfg: Config, ds: str, family: str | None = None, generated_at: dt.d
     ``ds`` (:func:`choose_version`: on a rerun of a published day, the version that served it);
     stage the table (see :func:`recsys.score.staging.pending_path`) and return its folder."""
     family = family or cfg.score.model
-    ts = load_training_set(cfg.paths.warehouse, ds)
     manifest = published_manifest(cfg.paths.warehouse, ds)
     choice = choose_version(cfg, family, ds, rescore_with_champion, _served(manifest, "model"))
     loaded = _load(cfg, choice)
@@ -151,16 +150,24 @@ def score_ds(cfg: Config, ds: str, family: str | None = None, generated_at: dt.d
     # generated_at is provenance only: it never decides what is read.
     prov = Provenance(loaded.name, str(loaded.version), loaded.run_id,
                       generated_at or dt.datetime.now(dt.timezone.utc))
-    log.info("scoring %d users x %d items with %s v%s (engine %s)", len(ts.user_ids),
-             len(loaded.bundle.item_ids), loaded.name, loaded.version, cfg.score.engine)
+    log.info("scoring ds=%s with %s v%s (engine %s)", ds, loaded.name, loaded.version,
+             cfg.score.engine)
     if cfg.score.engine == "spark":
-        # Spark is loaded only for this engine.
-        from recsys.score.spark_score import write_topn_spark
+        # Spark is loaded only for this engine. Executors read the user vectors (written by the
+        # train step; once from this bundle for a version trained before) and the training set
+        # from the warehouse: only item-sized data and cold-start users pass through the driver.
+        from recsys.score.spark_score import score_warehouse
+        from recsys.score.vectors import ensure_vectors
         from recsys.spark import get_spark
 
+        wh = cfg.paths.warehouse
+        vectors = ensure_vectors(wh, loaded.name, loaded.version, loaded.run_id, loaded.bundle)
         spark = get_spark("score", cfg.spark)
-        return stage(cfg.paths.warehouse, ds, lambda out: {
-            **write_topn_spark(spark, loaded.bundle, ts, prov, out, cfg.score), "models": used})
+        return stage(wh, ds, lambda out: {
+            **score_warehouse(spark, wh, ds, vectors, prov, out, cfg.score,
+                              content_model=loaded.model), "models": used})
+    # The single-node engine reads the day's training set here; the Spark one on its executors.
+    ts = load_training_set(cfg.paths.warehouse, ds)
     device = choose_device(cfg.train.device)
     cand = _candidates(cfg, loaded, len(loaded.bundle.item_ids), ds, rescore_with_champion, manifest, used)
     return stage(cfg.paths.warehouse, ds, lambda out: {**write_topn(

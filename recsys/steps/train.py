@@ -19,6 +19,8 @@ from recsys.data.training_set import holdout_split, load_training_set
 from recsys.device import choose_device
 from recsys.interactions import Interactions, validation_split
 from recsys.models.base import FitOptions
+from recsys.models.registry import model_class
+from recsys.score.vectors import drop_old_versions, write_bundle_vectors
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,8 @@ def train_families(
             dq_summary=ts.dq_summary,
         )
         _clear_checkpoints(ckpt)
+        if cfg.score.engine == "spark":
+            write_vectors(cfg, family, result)
         results.append(result)
     return results
 
@@ -63,6 +67,32 @@ def carve_validation(train: Interactions, fraction: float, seed: int
         return train, None
     fit, validation = validation_split(train, fraction=fraction, seed=seed)
     return (fit, validation) if len(validation) else (train, None)
+
+
+def write_vectors(cfg: Config, family: str, result: tracking.TrainResult) -> Path | None:
+    """A factorized version's vectors into the warehouse, for the Spark scorer's executors
+    (:mod:`recsys.score.vectors`); None for other families.
+
+    They are read back from the registered artifact, so they are exactly what loading the
+    version gives. Older versions' vectors beyond ``score.vectors_keep_versions`` are dropped
+    (never the champion's). A failure is logged, not raised: the version is registered already,
+    and the score step writes missing vectors itself (once, on its driver).
+    """
+    if getattr(model_class(family), "factorized", False) is not True:
+        return None
+    try:
+        loaded = tracking.load_version(cfg, family, result.version)
+        path = write_bundle_vectors(cfg.paths.warehouse, result.name, result.version, result.run_id,
+                                    loaded.bundle)
+        dropped = drop_old_versions(cfg.paths.warehouse, result.name, cfg.score.vectors_keep_versions,
+                                    protect={result.version, tracking.champion_version(cfg, family)})
+    except Exception:  # noqa: BLE001 - see the docstring
+        log.exception("writing the vectors of %s v%s failed; the score step will write them",
+                      result.name, result.version)
+        return None
+    if dropped:
+        log.info("dropped the vectors of %s versions %s", result.name, ", ".join(dropped))
+    return path
 
 
 def _clear_checkpoints(folder: Path) -> None:
