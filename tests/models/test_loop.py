@@ -30,7 +30,7 @@ WORKER = textwrap.dedent("""
     import os, signal, sys
     import numpy as np, torch
     sys.path.insert(0, {tests!r})
-    from train.test_loop import PARAMS, _data
+    from models.test_loop import PARAMS, _data
     from recsys.models import FitOptions, build_model
     torch.set_num_threads(1)
     kill_at = int(sys.argv[2])
