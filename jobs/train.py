@@ -1,28 +1,41 @@
 """Train model families on the day's training set; log to MLflow and register versions.
 
     python -m jobs.train --ds 2026-11-21 [--models mf_bpr,ease] [--epochs 5]
+
+With ``train.processes: N`` (N > 1) the job re-launches itself as N ranks under torchrun
+(``torchrun --standalone --nproc-per-node N -m jobs.train <same arguments>``, marked so that the
+ranks train instead of launching again) and exits with torchrun's exit code.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from jobs._common import job_parser, setup
+from jobs._common import job_parser, setup, to_argv
+from recsys import distributed
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = job_parser(__doc__.splitlines()[0])
     p.add_argument("--models", default=None, help="comma-separated families (default: train.models)")
     p.add_argument("--epochs", type=int, default=None, help="override every model's epochs")
+    p.add_argument("--max-restarts", type=int, default=1,
+                   help="with train.processes > 1: how often torchrun restarts all ranks after "
+                        "one dies (they resume from the last checkpoint)")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = setup(args)
+    if cfg.train.processes > 1 and not distributed.launched():
+        return distributed.launch(cfg.train.processes, "jobs.train", to_argv(build_parser(), args),
+                                  max_restarts=args.max_restarts)
     from recsys.steps.train import train_families
 
     families = args.models.split(",") if args.models else list(cfg.train.models)
-    for r in train_families(cfg, args.ds, families, epochs=args.epochs):
+    with distributed.process_group():  # joins it when torchrun started this process as a rank
+        results = train_families(cfg, args.ds, families, epochs=args.epochs)
+    for r in results:
         print(f"trained {r.name} version {r.version} (run {r.run_id}) in {r.seconds:.1f}s")
     return 0
 

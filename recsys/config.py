@@ -77,6 +77,8 @@ class TrainConfig(_Frozen):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     epochs: int | None = Field(None, ge=1)
     validation_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    # Data-parallel ranks: N > 1 re-launches the train step under torchrun (recsys.distributed).
+    processes: int = Field(1, ge=1)
 
 
 class EvaluateConfig(_Frozen):
