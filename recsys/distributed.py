@@ -65,7 +65,7 @@ def rank() -> int:
 
 
 def is_main() -> bool:
-    """True on rank 0, the rank that logs, registers and writes checkpoints (and without a group)."""
+    """True on rank 0 (the rank that logs, registers and checkpoints) and without a group."""
     return rank() == 0
 
 
@@ -83,8 +83,16 @@ def setup() -> None:
         return
     import torch
 
+    from torch.distributed.rendezvous import rendezvous
+
     backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
-    _dist().init_process_group(backend, timeout=TIMEOUT)
+    store, rank_, world = next(rendezvous("env://", timeout=TIMEOUT))
+    # torchrun's ranks share its agent's store, and that store outlives a restart of the ranks:
+    # without a namespace per attempt, restarted ranks read the dead ranks' gloo addresses and
+    # hang connecting to them (seen with torch 2.13). TORCHELASTIC_RESTART_COUNT numbers attempts.
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    store = _dist().PrefixStore(f"recsys/attempt_{attempt}", store)
+    _dist().init_process_group(backend, store=store, rank=rank_, world_size=world, timeout=TIMEOUT)
     log.info("rank %d of %d joined the process group (%s)", rank(), world_size(), backend)
 
 
@@ -164,7 +172,8 @@ def barrier() -> None:
         _dist().barrier()
 
 
-def torchrun_command(nproc: int, module: str, args: Sequence[str], max_restarts: int = 1) -> list[str]:
+def torchrun_command(nproc: int, module: str, args: Sequence[str],
+                     max_restarts: int = 1) -> list[str]:
     """``torchrun --standalone`` (as ``python -m torch.distributed.run``) running ``-m module``."""
     return [sys.executable, "-m", "torch.distributed.run", "--standalone",
             f"--nproc-per-node={nproc}", f"--max-restarts={max_restarts}",
