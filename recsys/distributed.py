@@ -192,3 +192,33 @@ def launch(nproc: int, module: str, args: Sequence[str], max_restarts: int = 1) 
     cmd = torchrun_command(nproc, module, args, max_restarts)
     log.info("launching %d ranks: %s", nproc, " ".join(cmd))
     return subprocess.run(cmd, env=env).returncode
+
+
+def launch_spark(spark: Any, nproc: int, script: str | os.PathLike, args: Sequence[str],
+                 use_gpu: bool = False) -> None:
+    """Run ``python script args`` as ``nproc`` ranks with Spark's TorchDistributor: one barrier
+    task per rank on the executors (one GPU each with ``use_gpu``), each running torchrun.
+
+    The executors must hold the code at the same path, on their PYTHONPATH (see
+    :func:`spark_executor_env`): modules shipped with ``addPyFile`` are not visible to the
+    torchrun children. A barrier stage waits until all its tasks run at once, so fewer free task
+    slots than ``nproc`` would hang: that is checked first. Raises when training fails.
+    """
+    slots = spark.sparkContext.defaultParallelism
+    if slots < nproc:
+        raise RuntimeError(f"{nproc} ranks need {nproc} task slots at once (a barrier stage waits "
+                           f"for all of them) but this Spark application has {slots}")
+    from pyspark.ml.torch.distributor import TorchDistributor
+
+    log.info("launching %d ranks as Spark barrier tasks: %s %s", nproc, script, " ".join(args))
+    TorchDistributor(num_processes=nproc, local_mode=False, use_gpu=use_gpu).run(
+        str(script), *args)
+
+
+def spark_executor_env(code_root: str | os.PathLike) -> dict[str, str]:
+    """Spark settings that give :func:`launch_spark`'s ranks this process's code and settings:
+    ``code_root`` on PYTHONPATH, the rank marker, and RECSYS_HOME / RECSYS_ENV / RECSYS_CONF."""
+    env = {"PYTHONPATH": str(code_root), CHILD_ENV: "1"}
+    env.update({k: os.environ[k] for k in ("RECSYS_HOME", "RECSYS_ENV", "RECSYS_CONF")
+                if k in os.environ})
+    return {f"spark.executorEnv.{k}": v for k, v in env.items()}

@@ -70,6 +70,17 @@ def test_the_train_job_relaunches_with_the_same_arguments():
     assert cmd[cmd.index("-m", 3):][:2] == ["-m", "jobs.train"]
 
 
+def test_a_spark_launch_needs_a_slot_per_rank():
+    from types import SimpleNamespace
+
+    spark = SimpleNamespace(sparkContext=SimpleNamespace(defaultParallelism=1))
+    with pytest.raises(RuntimeError, match="2 ranks need 2 task slots"):  # not a barrier hang
+        distributed.launch_spark(spark, 2, "jobs/train.py", [])
+    env = distributed.spark_executor_env("/code")
+    assert env["spark.executorEnv.PYTHONPATH"] == "/code"
+    assert env[f"spark.executorEnv.{distributed.CHILD_ENV}"] == "1"
+
+
 WORKER = textwrap.dedent("""
     import json, sys
     import numpy as np, torch

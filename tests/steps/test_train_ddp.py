@@ -1,6 +1,6 @@
 """Data-parallel training through the real train job: ``python -m jobs.train`` with
 ``train.processes`` 1 and 2 (the job re-launches itself under torchrun, gloo on CPU), a real
-SQLite MLflow store per run, and a rank SIGKILLed mid-training.
+SQLite MLflow store per run, a rank SIGKILLed mid-training, and the ranks as Spark barrier tasks.
 
 Tolerance: mf_bpr's NDCG@10 on the held-out slice (each user's latest item, the evaluate step's
 data) at N=2 is within ``NDCG_TOLERANCE`` (0.04) of N=1. The runs see the same data and take the
@@ -176,3 +176,17 @@ def test_a_killed_rank_restarts_and_resumes_from_the_last_checkpoint(tmp_path, m
     assert 0 < min(steps) <= 4 and max(steps) == EPOCHS - 1, steps
     # The killed attempt's run (rank 0 was stopped by torchrun) does not pass for a finished one.
     assert all(r.info.status != "FINISHED" for r in runs if r.info.run_id != finished[0].info.run_id)
+
+
+@pytest.mark.slow
+def test_spark_barrier_tasks_train_as_the_ranks(tmp_path, monkeypatch):
+    # TorchDistributor, not local mode: one barrier task per rank on local[2]'s two slots.
+    home = _home(tmp_path, "spark")
+    done = _train(home, 2, "--launcher", "spark", "--set", "spark.master=local[2]")
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "as Spark barrier tasks" in done.stderr
+    assert done.stderr.count("of 2 joined the process group") == 2, done.stderr[-4000:]
+    _, finished, runs, versions = _registry(home, monkeypatch)
+    assert len(runs) == len(finished) == 1 and len(versions) == 1, (runs, versions)
+    lineage = mlflow.artifacts.load_dict(f"{runs[0].info.artifact_uri}/lineage.json")
+    assert lineage["processes"] == 2
