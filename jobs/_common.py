@@ -43,6 +43,24 @@ def spark_job_parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def to_argv(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """The options that ``parser`` parses back into ``args``: how a job re-launches itself."""
+    out: list[str] = []
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        value, flag = getattr(args, action.dest, None), action.option_strings[-1]
+        if isinstance(action, argparse._AppendAction):
+            for v in value or ():
+                out += [flag, str(v)]
+        elif action.nargs == 0:  # store_true / store_false
+            if value != action.default:
+                out.append(flag)
+        elif value is not None:
+            out += [flag, str(value)]
+    return out
+
+
 def setup(args: argparse.Namespace, extra_overrides: dict[str, Any] | None = None) -> Config:
     """Validate ``--ds``, configure logging and load the configuration."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,

@@ -156,6 +156,8 @@ class TrainConfig(_Frozen):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     epochs: StrictInt | None = Field(None, ge=1)
     validation_fraction: Float = Field(0.1, ge=0.0, lt=1.0)
+    # Data-parallel ranks: N > 1 re-launches the train step under torchrun (recsys.distributed).
+    processes: StrictInt = Field(1, ge=1)
 
     @field_validator("models")
     @classmethod

@@ -74,6 +74,9 @@ class Recommender(abc.ABC):
     factorized: ClassVar[bool] = False
     #: True when score(u, i) predicts the explicit rating (evaluated with RMSE/MAE too)
     predicts_ratings: ClassVar[bool] = False
+    #: True when fit() trains data-parallel under a process group (recsys.distributed): each rank
+    #: steps over its shard through loop.data_parallel_loss. Other families train on rank 0 alone.
+    data_parallel: ClassVar[bool] = False
 
     def __init__(self, config: Any) -> None:
         self.config = config

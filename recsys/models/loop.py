@@ -3,6 +3,12 @@
 Read it top to bottom: resume from the newest checkpoint, run epochs, evaluate on the validation
 set when one is given, keep the best weights (early stopping), checkpoint every epoch, and hand
 each epoch's metrics to the caller's ``on_epoch`` callback.
+
+Data-parallel (one rank of N, :mod:`recsys.distributed`): each rank's ``train_epoch`` runs over
+its own shard and takes its steps through :func:`data_parallel_loss` (DDP all-reduces the
+gradients); the loop sums the ranks' samples and losses, validates on rank 0 and hands its result
+to every rank (so all ranks stop early together), and only rank 0 writes checkpoints, which every
+rank resumes from.
 """
 from __future__ import annotations
 
@@ -11,11 +17,12 @@ import copy
 import logging
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from tqdm.auto import tqdm
 
+from recsys import distributed
 from recsys.models import _safe
 from recsys.models.base import FitOptions
 
@@ -34,9 +41,54 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The CPU generator for one epoch's shuffling and sampling.
 
     Derived from (seed, epoch) rather than carried over from the previous epoch, so a run resumed
-    from a checkpoint draws exactly the samples the uninterrupted run would have drawn.
+    from a checkpoint draws exactly the samples the uninterrupted run would have drawn. Each
+    rank of a data-parallel run draws its own stream (rank 0's is the single-process one).
     """
-    return torch.Generator(device="cpu").manual_seed(seed * 1_000_003 + epoch)
+    return torch.Generator(device="cpu").manual_seed(
+        seed * 1_000_003 + epoch + distributed.rank() * 7_919)
+
+
+class _Loss(torch.nn.Module):
+    """``loss(module, *batch)`` as a module's forward: the one forward DDP sees per step."""
+
+    def __init__(self, module: torch.nn.Module, loss: Callable[..., torch.Tensor]) -> None:
+        super().__init__()
+        self.module = module
+        self.loss = loss
+
+    def forward(self, *batch: Any) -> torch.Tensor:
+        return self.loss(self.module, *batch)
+
+
+def data_parallel_loss(module: torch.nn.Module, loss: Callable[..., torch.Tensor],
+                       device: torch.device) -> Callable[..., torch.Tensor]:
+    """``step(*batch) == loss(module, *batch)``; in a data-parallel run, through DDP, so that
+    ``step(...).backward()`` leaves the gradient averaged over all ranks in every parameter.
+
+    The whole step's loss is one forward (DDP expects one forward per backward, and gradients of
+    anything computed outside it would not be all-reduced). Embedding gradients stay dense: every
+    parameter gets a gradient each step, so ``find_unused_parameters`` is not needed; buffers
+    (constant features) are not re-broadcast each step.
+    """
+    if not distributed.is_distributed():
+        return lambda *batch: loss(module, *batch)
+    from torch.nn.parallel import DistributedDataParallel
+
+    device = torch.device(device)
+    return DistributedDataParallel(
+        _Loss(module, loss), device_ids=[device] if device.type == "cuda" else None,
+        forward_sync_buffers=False)
+
+
+def _reduce(metrics: dict[str, float]) -> dict[str, float]:
+    # Sum the ranks' samples; average their losses weighted by samples.
+    samples = float(metrics.get("samples", 0.0))
+    loss = float(metrics.get("loss", 0.0))
+    total, weighted = distributed.all_reduce_sum([samples, loss * samples])
+    out = dict(metrics, samples=total)
+    if "loss" in metrics:
+        out["loss"] = weighted / max(total, 1e-12)
+    return out
 
 
 def _save_checkpoint(path: Path, payload: dict) -> None:
@@ -72,6 +124,7 @@ def fit_epochs(
     monitor: str | None = None,
     patience: int = 3,
     fingerprint: str = "",
+    sharded: bool = False,
 ) -> list[dict[str, float]]:
     """Run ``epochs`` epochs of ``train_epoch`` and return the metrics of every epoch.
 
@@ -80,7 +133,11 @@ def fit_epochs(
     training stops after ``patience`` epochs without improvement and the best weights are restored.
     ``optimizer`` may be None for closed-form steps (ALS). A checkpoint whose ``fingerprint``
     (model name and data shape, say) differs from this run's is ignored, not resumed.
+    ``sharded``: ``train_epoch`` trains this rank's shard through :func:`data_parallel_loss`;
+    in a data-parallel run the ranks' metrics are combined and rank 0 validates and checkpoints.
     """
+    sharded = sharded and distributed.is_distributed()
+    main = distributed.is_main()
     history: list[dict[str, float]] = []
     start_epoch, best, best_state, stale = 0, float("-inf"), None, 0
     ckpt = options.checkpoint_dir / CHECKPOINT if options.checkpoint_dir else None
@@ -94,18 +151,23 @@ def fit_epochs(
         best, best_state, stale = saved["best"], saved["best_state"], saved["stale"]
         if monitor is not None and stale >= patience:  # the killed run had already stopped early
             start_epoch = epochs
-    bar = tqdm(range(start_epoch, epochs), desc="train", unit="epoch", disable=not options.progress)
+    bar = tqdm(range(start_epoch, epochs), desc="train", unit="epoch",
+               disable=not (options.progress and main))
     for epoch in bar:
         t0 = time.perf_counter()
         module.train()
         metrics = dict(train_epoch(epoch))
+        if sharded:
+            metrics = _reduce(metrics)
         seconds = time.perf_counter() - t0
         metrics["epoch_seconds"] = seconds
         metrics["samples_per_second"] = metrics.get("samples", 0.0) / max(seconds, 1e-9)
-        if validate is not None:
+        if validate is not None and (main or not sharded):
             module.eval()
             with torch.no_grad():
                 metrics.update(validate())
+        if sharded:  # rank 0's metrics everywhere: every rank keeps the same best, stops together
+            metrics = distributed.broadcast(metrics)
         history.append(metrics)
         if options.on_epoch is not None:
             options.on_epoch(epoch, metrics)
@@ -117,7 +179,7 @@ def fit_epochs(
                 best_state = copy.deepcopy(module.state_dict())
             else:
                 stale += 1
-        if ckpt is not None:
+        if ckpt is not None and main:
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             _save_checkpoint(ckpt, {
                 "epoch": epoch, "module": module.state_dict(), "fingerprint": fingerprint,

@@ -6,12 +6,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from recsys import distributed
 from recsys.interactions import Interactions
 from recsys.model_params import BPRConfig
 from recsys.models._sampling import NegativeSampler
 from recsys.models._validation import validator
 from recsys.models.base import FitOptions, Recommender
-from recsys.models.loop import autocast, epoch_generator, fit_epochs
+from recsys.models.loop import autocast, data_parallel_loss, epoch_generator, fit_epochs
 
 
 class _BPRModule(torch.nn.Module):
@@ -28,11 +29,22 @@ class _BPRModule(torch.nn.Module):
         return (self.user(u) * self.item(i)).sum(-1) + self.item_bias(i).squeeze(-1)
 
 
+def _bpr_loss(module: _BPRModule, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
+              weight_decay: float) -> torch.Tensor:
+    """One batch's BPR loss (positive i over negative j) plus L2 on the rows it touched."""
+    with autocast(u.device):
+        diff = module(u, i) - module(u, j)
+        reg = (module.user(u).pow(2).sum() + module.item(i).pow(2).sum()
+               + module.item(j).pow(2).sum()) / len(u)
+        return -torch.nn.functional.logsigmoid(diff).mean() + weight_decay * reg
+
+
 class BPRMF(Recommender):
     """Biased-item MF with the BPR pairwise loss; negatives drawn among the user's unseen items."""
 
     name = "mf_bpr"
     factorized = True
+    data_parallel = True
 
     def __init__(self, config: BPRConfig) -> None:
         super().__init__(config)
@@ -45,10 +57,13 @@ class BPRMF(Recommender):
         torch.manual_seed(options.seed)
         self.module = _BPRModule(train.n_users, train.n_items, cfg.factors).to(device)
         opt = torch.optim.Adam(self.module.parameters(), lr=cfg.lr)
+        step = data_parallel_loss(self.module, _bpr_loss, device)
+        # Negatives are drawn outside all of the user's items; the steps run over this rank's rows.
         sampler = NegativeSampler(train.user_idx, train.item_idx, train.n_items)
-        users_cpu = torch.from_numpy(train.user_idx)
-        users, items = users_cpu.to(device), torch.from_numpy(train.item_idx).to(device)
-        n = len(users)
+        rows = distributed.shard(len(train), options.seed)
+        users_cpu = torch.from_numpy(train.user_idx[rows])
+        users, items = users_cpu.to(device), torch.from_numpy(train.item_idx[rows]).to(device)
+        n, batch = len(users), distributed.local_batch(cfg.batch_size)
 
         def train_epoch(epoch: int) -> dict[str, float]:
             gen = epoch_generator(options.seed, epoch)
@@ -56,14 +71,9 @@ class BPRMF(Recommender):
             negs = sampler.sample(users_cpu[order], gen).squeeze(1).to(device)
             order = order.to(device)
             total = torch.zeros((), device=device)
-            for start in range(0, n, cfg.batch_size):
-                idx = order[start:start + cfg.batch_size]
-                u, i, j = users[idx], items[idx], negs[start:start + cfg.batch_size]
-                with autocast(device):
-                    diff = self.module(u, i) - self.module(u, j)
-                    reg = (self.module.user(u).pow(2).sum() + self.module.item(i).pow(2).sum()
-                           + self.module.item(j).pow(2).sum()) / len(idx)
-                    loss = -torch.nn.functional.logsigmoid(diff).mean() + cfg.weight_decay * reg
+            for start in range(0, n, batch):
+                idx = order[start:start + batch]
+                loss = step(users[idx], items[idx], negs[start:start + batch], cfg.weight_decay)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -73,7 +83,8 @@ class BPRMF(Recommender):
         self.history = fit_epochs(
             self.module, opt, train_epoch, options.epochs or cfg.epochs, options,
             validate=validator(self, options.validation), monitor="val_ndcg@10",
-            patience=cfg.patience, fingerprint=f"{self.name}:{train.n_users}x{train.n_items}:{n}",
+            patience=cfg.patience, sharded=True,
+            fingerprint=f"{self.name}:{train.n_users}x{train.n_items}:{len(train)}",
         )
         self.module.eval()
         return self

@@ -12,11 +12,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from recsys import distributed
 from recsys.interactions import Interactions
 from recsys.model_params import MultVAEConfig
 from recsys.models._validation import validator
 from recsys.models.base import FitOptions, Recommender
-from recsys.models.loop import autocast, epoch_generator, fit_epochs
+from recsys.models.loop import autocast, data_parallel_loss, epoch_generator, fit_epochs
 
 
 class _VAE(torch.nn.Module):
@@ -37,8 +38,18 @@ class _VAE(torch.nn.Module):
         return self.dec_out(torch.tanh(self.dec(z))), mu, logvar
 
 
+def _vae_loss(module: _VAE, x: torch.Tensor, beta: float) -> torch.Tensor:
+    """One batch's negative ELBO: multinomial log-likelihood plus ``beta`` times the KL term."""
+    with autocast(x.device):
+        logits, mu, logvar = module(x)
+    nll = -(F.log_softmax(logits.float(), dim=1) * x).sum(1).mean()
+    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).float().sum(1).mean()
+    return nll + beta * kl
+
+
 class MultVAE(Recommender):
     name = "multvae"
+    data_parallel = True
 
     def __init__(self, config: MultVAEConfig) -> None:
         super().__init__(config)
@@ -53,21 +64,21 @@ class MultVAE(Recommender):
         torch.manual_seed(options.seed)
         self.module = _VAE(train.n_items, cfg).to(device)
         opt = torch.optim.Adam(self.module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        step = data_parallel_loss(self.module, _vae_loss, device)
+        # The steps run over this rank's share of the users with training rows.
         active = np.flatnonzero(np.diff(self._seen.indptr))
-        per_epoch = -(-len(active) // cfg.batch_size)
+        active = active[distributed.shard(len(active), options.seed)]
+        batch = distributed.local_batch(cfg.batch_size)
+        per_epoch = -(-len(active) // batch)
 
         def train_epoch(epoch: int) -> dict[str, float]:
             order = active[torch.randperm(len(active), generator=epoch_generator(options.seed, epoch)).numpy()]
             total = 0.0
-            for b, start in enumerate(range(0, len(order), cfg.batch_size)):
-                x = self._rows(order[start:start + cfg.batch_size])
+            for b, start in enumerate(range(0, len(order), batch)):
+                x = self._rows(order[start:start + batch])
                 # The step count comes from (epoch, batch), so annealing survives a resume.
                 beta = min(cfg.beta_max, cfg.beta_max * (epoch * per_epoch + b) / cfg.anneal_steps)
-                with autocast(device):
-                    logits, mu, logvar = self.module(x)
-                nll = -(F.log_softmax(logits.float(), dim=1) * x).sum(1).mean()
-                kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).float().sum(1).mean()
-                loss = nll + beta * kl
+                loss = step(x, beta)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -77,7 +88,7 @@ class MultVAE(Recommender):
         self.history = fit_epochs(
             self.module, opt, train_epoch, options.epochs or cfg.epochs, options,
             validate=validator(self, options.validation), monitor="val_ndcg@10",
-            patience=cfg.patience,
+            patience=cfg.patience, sharded=True,
             fingerprint=f"{self.name}:{train.n_users}x{train.n_items}:{self._seen.nnz}",
         )
         self.module.eval()

@@ -10,12 +10,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from recsys import distributed
 from recsys.interactions import Interactions
 from recsys.model_params import NeuMFConfig
 from recsys.models._sampling import NegativeSampler
 from recsys.models._validation import validator
 from recsys.models.base import FitOptions, Recommender
-from recsys.models.loop import autocast, epoch_generator, fit_epochs
+from recsys.models.loop import autocast, data_parallel_loss, epoch_generator, fit_epochs
 
 
 class _NeuMF(torch.nn.Module):
@@ -39,8 +40,16 @@ class _NeuMF(torch.nn.Module):
         return self.head(torch.cat([gmf, mlp], dim=-1)).squeeze(-1)
 
 
+def _bce_loss(module: _NeuMF, u: torch.Tensor, i: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """One batch's pointwise loss: binary cross-entropy of the logits against 1 (seen) / 0."""
+    with autocast(u.device):
+        logits = module(u, i)
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y)
+
+
 class NeuMF(Recommender):
     name = "neumf"
+    data_parallel = True
 
     def __init__(self, config: NeuMFConfig) -> None:
         super().__init__(config)
@@ -55,9 +64,13 @@ class NeuMF(Recommender):
         torch.manual_seed(options.seed)
         self.module = _NeuMF(train.n_users, train.n_items, cfg).to(device)
         opt = torch.optim.Adam(self.module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        step = data_parallel_loss(self.module, _bce_loss, device)
+        # Negatives are drawn outside all of the user's items; the steps run over this rank's rows.
         sampler = NegativeSampler(train.user_idx, train.item_idx, train.n_items)
-        users_cpu, items_cpu = torch.from_numpy(train.user_idx), torch.from_numpy(train.item_idx)
-        neg = cfg.negatives
+        rows = distributed.shard(len(train), options.seed)
+        users_cpu = torch.from_numpy(train.user_idx[rows])
+        items_cpu = torch.from_numpy(train.item_idx[rows])
+        neg, batch = cfg.negatives, distributed.local_batch(cfg.batch_size)
 
         def train_epoch(epoch: int) -> dict[str, float]:
             gen = epoch_generator(options.seed, epoch)
@@ -68,11 +81,9 @@ class NeuMF(Recommender):
             order = torch.randperm(len(u), generator=gen)
             u, i, y = u[order].to(device), i[order].to(device), y[order].to(device)
             total = torch.zeros((), device=device)
-            for start in range(0, len(u), cfg.batch_size):
-                sl = slice(start, start + cfg.batch_size)
-                with autocast(device):
-                    logits = self.module(u[sl], i[sl])
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y[sl])
+            for start in range(0, len(u), batch):
+                sl = slice(start, start + batch)
+                loss = step(u[sl], i[sl], y[sl])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -82,7 +93,7 @@ class NeuMF(Recommender):
         self.history = fit_epochs(
             self.module, opt, train_epoch, options.epochs or cfg.epochs, options,
             validate=validator(self, options.validation), monitor="val_ndcg@10",
-            patience=cfg.patience,
+            patience=cfg.patience, sharded=True,
             fingerprint=f"{self.name}:{train.n_users}x{train.n_items}:{len(train)}",
         )
         self.module.eval()

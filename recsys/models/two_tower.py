@@ -14,11 +14,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from recsys import distributed
 from recsys.interactions import Interactions
 from recsys.model_params import TwoTowerConfig
 from recsys.models._validation import validator
 from recsys.models.base import FitOptions, Recommender
-from recsys.models.loop import autocast, epoch_generator, fit_epochs
+from recsys.models.loop import autocast, data_parallel_loss, epoch_generator, fit_epochs
 
 
 def _tower(n: int, n_features: int, cfg: TwoTowerConfig) -> torch.nn.ModuleDict:
@@ -59,9 +60,23 @@ def _features(m: np.ndarray | None, n: int) -> np.ndarray:
     return np.zeros((n, 0), np.float32) if m is None else np.asarray(m, np.float32)
 
 
+def _softmax_loss(m: _TwoTower, u: torch.Tensor, i: torch.Tensor, negs: torch.Tensor,
+                  keep: torch.Tensor, keep_neg: torch.Tensor, temperature: float) -> torch.Tensor:
+    """One batch's sampled softmax: each positive against the batch's shared negatives."""
+    with autocast(u.device):
+        uv, iv = m.users(u, keep[0]), m.items(i, keep[1])
+        nv = m.items(negs, keep_neg)
+    pos = (uv * iv).sum(-1, keepdim=True)
+    logits = torch.cat([pos, uv @ nv.T], dim=1).float() / temperature
+    # Column 0 is the positive; a sampled negative equal to it is masked out.
+    logits[:, 1:] = logits[:, 1:].masked_fill(negs[None, :] == i[:, None], -1e9)
+    return F.cross_entropy(logits, torch.zeros(len(u), dtype=torch.long, device=u.device))
+
+
 class TwoTower(Recommender):
     name = "two_tower"
     factorized = True
+    data_parallel = True
 
     def __init__(self, config: TwoTowerConfig) -> None:
         super().__init__(config)
@@ -80,15 +95,17 @@ class TwoTower(Recommender):
         m.item_features.copy_(torch.from_numpy(fi))
         m.to(device)
         opt = torch.optim.AdamW(m.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        users, items = torch.from_numpy(train.user_idx), torch.from_numpy(train.item_idx)
-        n = len(users)
+        step = data_parallel_loss(m, _softmax_loss, device)
+        rows = distributed.shard(len(train), options.seed)  # the steps run over this rank's rows
+        users, items = torch.from_numpy(train.user_idx[rows]), torch.from_numpy(train.item_idx[rows])
+        n, batch = len(users), distributed.local_batch(cfg.batch_size)
 
         def train_epoch(epoch: int) -> dict[str, float]:
             gen = epoch_generator(options.seed, epoch)
             order = torch.randperm(n, generator=gen)
             total = torch.zeros((), device=device)
-            for start in range(0, n, cfg.batch_size):
-                idx = order[start:start + cfg.batch_size]
+            for start in range(0, n, batch):
+                idx = order[start:start + batch]
                 u, i = users[idx].to(device), items[idx].to(device)
                 negs = torch.randint(0, train.n_items, (cfg.negatives,), generator=gen).to(device)
                 keep = (torch.rand(2, len(idx), generator=gen) >= cfg.id_dropout).float().to(device)
@@ -96,14 +113,7 @@ class TwoTower(Recommender):
                 # did, "feature-only vector" itself meant "positive", and every cold item (ids
                 # zeroed below) then topped every user's list (NDCG@10 0.002 on ml-100k).
                 keep_neg = (torch.rand(cfg.negatives, generator=gen) >= cfg.id_dropout).float().to(device)
-                with autocast(device):
-                    uv, iv = m.users(u, keep[0]), m.items(i, keep[1])
-                    nv = m.items(negs, keep_neg)
-                pos = (uv * iv).sum(-1, keepdim=True)
-                logits = torch.cat([pos, uv @ nv.T], dim=1).float() / cfg.temperature
-                # Column 0 is the positive; a sampled negative equal to it is masked out.
-                logits[:, 1:] = logits[:, 1:].masked_fill(negs[None, :] == i[:, None], -1e9)
-                loss = F.cross_entropy(logits, torch.zeros(len(idx), dtype=torch.long, device=device))
+                loss = step(u, i, negs, keep, keep_neg, cfg.temperature)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -113,7 +123,8 @@ class TwoTower(Recommender):
         self.history = fit_epochs(
             m, opt, train_epoch, options.epochs or cfg.epochs, options,
             validate=validator(self, options.validation), monitor="val_ndcg@10", patience=cfg.patience,
-            fingerprint=f"{self.name}:{train.n_users}x{train.n_items}:{n}:{self.shapes}",
+            sharded=True,
+            fingerprint=f"{self.name}:{train.n_users}x{train.n_items}:{len(train)}:{self.shapes}",
         )
         with torch.no_grad():  # never-seen entities: features only (their ids were never trained)
             m.user.ids.weight[torch.from_numpy(np.diff(self._seen.indptr) == 0).to(device)] = 0.0

@@ -7,19 +7,24 @@ after ``patience`` epochs without improvement and keep the best epoch's weights.
 
 The held-out slice is what the evaluate step (:mod:`recsys.steps.evaluate`) compares the new
 version and the champion on.
+
+As one rank of a data-parallel run (``train.processes: N``, :mod:`recsys.distributed`; the job
+joins the process group): every rank loads the training set and trains the data-parallel
+families on its shard; rank 0 alone opens the MLflow run, registers the version and writes the
+checkpoints, and trains the other families by itself.
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-from recsys import tracking
+from recsys import distributed, tracking
 from recsys.config import Config, check_model_names
 from recsys.data.training_set import holdout_split, load_training_set
 from recsys.device import choose_device
 from recsys.interactions import Interactions, validation_split
 from recsys.models.base import FitOptions
-from recsys.models.registry import model_class
+from recsys.models.registry import build_model, model_class
 from recsys.score.vectors import drop_old_versions, write_bundle_vectors
 
 log = logging.getLogger(__name__)
@@ -37,19 +42,23 @@ def train_families(
     ts = load_training_set(cfg.paths.warehouse, ds)
     train, _ = holdout_split(ts)
     fit, validation = carve_validation(train, cfg.train.validation_fraction, cfg.train.seed)
-    device = choose_device(cfg.train.device)
+    device = distributed.rank_device(choose_device(cfg.train.device))
     results = []
     for family in families:
         ckpt = cfg.paths.home / "checkpoints" / ds / family
         options = FitOptions(device=device, seed=cfg.train.seed, epochs=epochs or cfg.train.epochs,
                              checkpoint_dir=ckpt, progress=progress, validation=validation)
+        if not distributed.is_main():
+            _train_rank(cfg, family, fit, options)
+            continue
         log.info("training %s on %d interactions (%d users x %d items; %d validation rows) on %s",
                  family, len(fit), fit.n_users, fit.n_items, len(validation or ()), device)
         result = tracking.train_and_log(
             cfg, family, fit, ts.user_ids, ts.item_ids, ds=ds, options=options,
             lineage={"ds": ds, "path": str(ts.path), "rows": len(ts.interactions),
                      "train_rows": len(fit), "validation_rows": len(validation or ()),
-                     "users": fit.n_users, "items": fit.n_items},
+                     "users": fit.n_users, "items": fit.n_items,
+                     "processes": distributed.world_size()},
             dq_summary=ts.dq_summary,
         )
         _clear_checkpoints(ckpt)
@@ -93,6 +102,13 @@ def write_vectors(cfg: Config, family: str, result: tracking.TrainResult) -> Pat
     if dropped:
         log.info("dropped the vectors of %s versions %s", result.name, ", ".join(dropped))
     return path
+
+
+def _train_rank(cfg: Config, family: str, train, options: FitOptions) -> None:
+    # A rank other than 0: its share of the gradients, nothing logged (rank 0 logs and registers).
+    model = build_model(family, cfg.model(family))
+    if model.data_parallel:
+        model.fit(train, options)
 
 
 def _clear_checkpoints(folder: Path) -> None:
