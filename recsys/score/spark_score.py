@@ -114,7 +114,7 @@ def _map_topn(item_vectors, items, item_ids, seen_cols, n: int, block_size: int,
     encoded on a background thread), to ``<tasks_dir>/part-<partition>-<attempt id>.parquet``;
     it returns one row naming that file. The driver keeps only the files of the attempts Spark
     reports as successful. (Handing ~100 rows per user back to Spark and writing them with Spark's
-    writer cost 3x the scoring; see docs/benchmarks.md.)
+    writer took twice the CPU; see docs/benchmarks.md, "Spark scoring".)
     """
 
     def run(batches):
