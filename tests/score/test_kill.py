@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from recsys import io
+from recsys.config import ScoreConfig
 from recsys.score.engine import pending_path, stage, write_topn
 from recsys.score.publish import (
     publish,
@@ -42,7 +43,7 @@ CHILD = textwrap.dedent("""
         time.sleep(0.2)
 
     stage(warehouse, "%s", lambda out: write_topn(
-        bundle, data, PROV, out(top_n=3, block_size=1), on_block=slow))
+        bundle, data, PROV, out, ScoreConfig(top_n=3, block_size=1), on_block=slow))
     print("finished", flush=True)
 """ % DS)
 
@@ -58,7 +59,7 @@ def test_killed_scoring_leaves_the_live_partition_and_a_rerun_publishes(tmp_path
     data = make_data(n_users=30, n_items=12, per_user=3)
     bundle = fit_bundle(data)
     old = dataclasses.replace(PROV, model_version="1")
-    stage(warehouse, DS, lambda out: write_topn(bundle, data, old, out(top_n=3)))
+    stage(warehouse, DS, lambda out: write_topn(bundle, data, old, out, ScoreConfig(top_n=3)))
     _publish(warehouse, data)
     live = io.partition_path(warehouse, "recommendations", DS)
     before = read_table(live)
@@ -90,7 +91,7 @@ def test_killed_scoring_leaves_the_live_partition_and_a_rerun_publishes(tmp_path
         _publish(warehouse, data)
     assert verify_partition(live) and read_table(live).equals(before)
 
-    stage(warehouse, DS, lambda out: write_topn(bundle, data, PROV, out(top_n=3)))
+    stage(warehouse, DS, lambda out: write_topn(bundle, data, PROV, out, ScoreConfig(top_n=3)))
     manifest = _publish(warehouse, data)
     assert manifest["user_count"] == 30 and manifest["row_count"] == 90
     assert set(read_table(live).column("model_version").to_pylist()) == {PROV.model_version}
