@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from jobs._common import add_models_arg, job_parser, models_from, setup, to_argv
 from recsys import distributed
@@ -42,32 +41,14 @@ def run(args: argparse.Namespace) -> int:
     cfg = setup(args)
     families = models_from(args, cfg)  # every name checked before anything is trained or launched
     if cfg.train.processes > 1 and not distributed.launched():
-        argv = to_argv(build_parser(), args)
-        if args.launcher == "spark":
-            return _launch_on_spark(cfg, argv)
-        return distributed.launch(cfg.train.processes, "jobs.train", argv,
-                                  max_restarts=args.max_restarts)
+        return distributed.relaunch(cfg, "jobs.train", __file__, to_argv(build_parser(), args),
+                                    launcher=args.launcher, max_restarts=args.max_restarts)
     from recsys.steps.train import train_families
 
     with distributed.process_group():  # joins it when torchrun started this process as a rank
         results = train_families(cfg, args.ds, families, epochs=args.epochs)
     for r in results:
         print(f"trained {r.name} version {r.version} (run {r.run_id}) in {r.seconds:.1f}s")
-    return 0
-
-
-def _launch_on_spark(cfg, argv: list[str]) -> int:
-    from recsys.spark import get_spark
-
-    root = Path(__file__).resolve().parent.parent
-    env = distributed.spark_executor_env(root)
-    conf = cfg.spark.model_copy(update={"conf": {**env, **cfg.spark.conf}})
-    spark = get_spark("train", conf)
-    try:
-        distributed.launch_spark(spark, cfg.train.processes, Path(__file__).resolve(), argv,
-                                 use_gpu=cfg.train.device == "cuda")
-    finally:
-        spark.stop()
     return 0
 
 

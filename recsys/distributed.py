@@ -221,3 +221,24 @@ def spark_executor_env(code_root: str | os.PathLike) -> dict[str, str]:
     env.update({k: os.environ[k] for k in ("RECSYS_HOME", "RECSYS_ENV", "RECSYS_CONF")
                 if k in os.environ})
     return {f"spark.executorEnv.{k}": v for k, v in env.items()}
+
+
+def relaunch(cfg: Any, module: str, script: str | os.PathLike, args: Sequence[str],
+             launcher: str = "torchrun", max_restarts: int = 1) -> int:
+    """Run this job again as ``cfg.train.processes`` ranks: ``python -m module args`` under
+    torchrun on this machine, or ``python script args`` as Spark barrier tasks on the executors
+    of ``cfg.spark`` (``launcher="spark"``). Returns the exit code (0, or raises, for Spark)."""
+    nproc = cfg.train.processes
+    if launcher != "spark":
+        return launch(nproc, module, args, max_restarts=max_restarts)
+    from recsys.spark import get_spark
+
+    code_root = os.path.dirname(os.path.dirname(os.path.abspath(script)))
+    conf = cfg.spark.model_copy(update={"conf": {**spark_executor_env(code_root), **cfg.spark.conf}})
+    spark = get_spark("train", conf)
+    try:
+        launch_spark(spark, nproc, os.path.abspath(script), args,
+                     use_gpu=cfg.train.device == "cuda")
+    finally:
+        spark.stop()
+    return 0
