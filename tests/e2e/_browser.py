@@ -114,9 +114,23 @@ class Browser:
 
     # -- waiting and finding -----------------------------------------------------------------
     def wait(self, condition, timeout: float = WAIT_S, what: str = ""):
+        """Poll ``condition(driver)``; React re-renders, so a stale or missing element retries."""
+        from selenium.common.exceptions import NoSuchElementException
         from selenium.webdriver.support.ui import WebDriverWait
 
-        return WebDriverWait(self.driver, timeout, poll_frequency=0.5).until(condition, what)
+        return WebDriverWait(self.driver, timeout, poll_frequency=0.5,
+                             ignored_exceptions=(NoSuchElementException, _stale()),
+                             ).until(condition, what)
+
+    def again_if_stale(self, action, tries: int = 5):
+        """``action()``, again when React replaced an element it used (a re-render)."""
+        for attempt in range(tries):
+            try:
+                return action()
+            except _stale():
+                if attempt == tries - 1:
+                    raise
+                time.sleep(0.5)
 
     def find(self, by: str, value: str, *, clickable: bool = False, timeout: float = WAIT_S):
         from selenium.webdriver.support import expected_conditions as ec
@@ -139,15 +153,25 @@ class Browser:
     def scroll_to(self, element) -> None:
         self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
 
-    def type_into(self, element, value: str) -> None:
+    def type_into(self, by: str, value: str, text: str) -> None:
         """Replace a field's content the way a person does: click, select all, type."""
         from selenium.webdriver.common.keys import Keys
 
-        self.scroll_to(element)
-        element.click()
-        element.send_keys(Keys.CONTROL, "a")
-        element.send_keys(Keys.DELETE)
-        element.send_keys(value)
+        def typing():
+            element = self.find(by, value, clickable=True)
+            self.scroll_to(element)
+            element.click()
+            element.send_keys(Keys.CONTROL, "a")
+            element.send_keys(Keys.DELETE)
+            element.send_keys(text)
+
+        self.again_if_stale(typing)
+
+
+def _stale():
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    return StaleElementReferenceException
 
 
 # -- Airflow ---------------------------------------------------------------------------------
@@ -157,10 +181,11 @@ def airflow_login(b: Browser, base: str, username: str, password: str) -> None:
 
     with b.step("airflow login"):
         b.driver.get(base + "/")
-        b.find(By.NAME, "username", clickable=True).send_keys(username)
-        b.find(By.NAME, "password", clickable=True).send_keys(password)
+        b.type_into(By.NAME, "username", username)
+        b.type_into(By.NAME, "password", password)
         b.shot("airflow-login")
-        b.find(By.CSS_SELECTOR, "form button[type=submit]", clickable=True).click()
+        b.again_if_stale(
+            lambda: b.find(By.CSS_SELECTOR, "form button[type=submit]", clickable=True).click())
         b.wait(lambda d: "/auth/login" not in d.current_url, what="leaving the login page")
         b.by_testid("nav-dags-link")  # the app's side bar: logged in
 
@@ -178,24 +203,26 @@ def _pick_options(b: Browser, param: str, values: list[str]) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    field = _param_field(b, param)
-    box = field.find_element(By.CSS_SELECTOR, "[role=combobox]")
-    b.scroll_to(box)
-    box.click()
-    hidden = field.find_element(By.NAME, f"element_{param}")
-    while hidden.get_attribute("value"):  # remove the current choices, last first
-        box.send_keys(Keys.BACKSPACE)
-        time.sleep(0.2)
-        hidden = field.find_element(By.NAME, f"element_{param}")
+    def chosen(d) -> list[str]:  # the hidden input react-select keeps: "a,b"
+        return [v for v in d.find_element(By.NAME, f"element_{param}").get_attribute("value")
+                .split(",") if v]
+
+    def box():
+        return _param_field(b, param).find_element(By.CSS_SELECTOR, "[role=combobox]")
+
+    b.again_if_stale(lambda: (b.scroll_to(box()), box().click()))
+    for _ in range(len(chosen(b.driver)) + 1):  # remove the current choices, last first
+        if not chosen(b.driver):
+            break
+        b.again_if_stale(lambda: box().send_keys(Keys.BACKSPACE))
+        time.sleep(0.3)
     for value in values:
-        box.send_keys(value)
-        option = b.wait(lambda d: next((o for o in d.find_elements(By.CSS_SELECTOR, "[role=option]")
-                                        if o.is_displayed() and o.text.strip() == value), None),
-                        what=f"the option {value!r} of {param}")
-        option.click()
-    b.wait(lambda d: sorted(filter(None, field.find_element(By.NAME, f"element_{param}")
-                                   .get_attribute("value").split(","))) == sorted(values),
-           what=f"{param} to be {values}")
+        b.again_if_stale(lambda: box().send_keys(value))
+        b.again_if_stale(lambda: b.wait(
+            lambda d: next((o for o in d.find_elements(By.CSS_SELECTOR, "[role=option]")
+                            if o.is_displayed() and o.text.strip() == value), None),
+            what=f"the option {value!r} of {param}").click())
+    b.wait(lambda d: sorted(chosen(d)) == sorted(values), what=f"{param} to be {values}")
 
 
 def trigger_dag_with_form(b: Browser, base: str, dag_id: str, params: dict) -> str:
@@ -216,19 +243,16 @@ def trigger_dag_with_form(b: Browser, base: str, dag_id: str, params: dict) -> s
             if isinstance(value, list):
                 _pick_options(b, name, [str(v) for v in value])
             else:
-                field = b.find(By.XPATH, f"//*[@role='dialog']//input[@name='element_{name}']",
-                               clickable=True)
-                b.type_into(field, str(value))
+                b.type_into(By.XPATH, f"//*[@role='dialog']//input[@name='element_{name}']",
+                            str(value))
         typed = {n: str(v) for n, v in params.items() if not isinstance(v, list)}
         b.wait(lambda d: all(d.find_element(By.NAME, f"element_{n}").get_attribute("value") == v
                              for n, v in typed.items()), what=f"the typed values {typed}")
-        submit = b.by_testid("trigger-dag-submit")
-        b.scroll_to(submit)
-        b.wait(lambda d: submit.is_enabled(), what="the Trigger button to be enabled "
-                                                  "(it stays disabled while a field is invalid)")
+        b.again_if_stale(lambda: b.scroll_to(b.by_testid("trigger-dag-submit")))
+        b.by_testid("trigger-dag-submit", clickable=True)  # disabled while a field is invalid
         b.shot("airflow-trigger-form-filled")
     with b.step("submit the trigger form"):
-        submit.click()
+        b.again_if_stale(lambda: b.by_testid("trigger-dag-submit", clickable=True).click())
         # The UI opens the new run: /dags/<dag_id>/runs/<run_id>
         b.wait(lambda d: f"/dags/{dag_id}/runs/" in d.current_url, what="the new run's page")
         run_id = urllib.parse.unquote(b.driver.current_url.split("/runs/", 1)[1].split("/")[0]
@@ -340,17 +364,21 @@ def check_champion_in_mlflow_ui(b: Browser, base: str, model_name: str,
     run_page = f"{base}/#/experiments/{run['info']['experiment_id']}/runs/{version['run_id']}"
     with b.step(f"the run of {model_name} v{version['version']} lists {artifact}"):
         b.driver.get(f"{run_page}/artifacts")
-        entry = b.find(By.CSS_SELECTOR,
-                       f"[data-testid='artifact-tree-node'][artifact-name='{artifact}']",
-                       clickable=True)
-        b.scroll_to(entry)
-        entry.click()  # the preview pane shows the image (loaded as a blob:, alt = its name)
+        node = f"[data-testid='artifact-tree-node'][artifact-name='{artifact}']"
+
+        def click_entry():
+            entry = b.find(By.CSS_SELECTOR, node, clickable=True)
+            b.scroll_to(entry)
+            entry.click()  # the preview pane shows the image (a blob: URL, alt = its name)
+
+        b.again_if_stale(click_entry)
         image = b.wait(lambda d: next(
             (i for i in d.find_elements(By.CSS_SELECTOR, f"img[alt='{artifact}']")
              if i.is_displayed()
              and d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", i)),
             None), what=f"the {artifact} image to load")
-        b.scroll_to(image)
+        with contextlib.suppress(_stale()):
+            b.scroll_to(image)
         b.shot("mlflow-run-learning-curve")
     with b.step(f"{model_name} shows the champion alias on v{version['version']}"):
         b.driver.get(f"{base}/#/models/{model_name}")
