@@ -383,7 +383,9 @@ def check_champion_in_mlflow_ui(b: Browser, base: str, model_name: str,
     with b.step(f"{model_name} shows the champion alias on v{version['version']}"):
         b.driver.get(f"{base}/#/models/{model_name}")
         b.text_appears(model_name)
-        b.wait(lambda d: any(f"Version {version['version']}" in row.text.splitlines()
+        # The versions table: the row whose link opens this version shows "@ champion".
+        link = f"a[href$='/models/{model_name}/versions/{version['version']}']"
+        b.wait(lambda d: any(row.find_elements(By.CSS_SELECTOR, link)
                              and "@ champion" in row.text.splitlines()
                              for row in d.find_elements(By.CSS_SELECTOR, "[role=row]")),
                what=f"the row of version {version['version']} with the alias '@ champion'")
