@@ -6,6 +6,20 @@ PY=${1:-python3.11}
 VENV=${2:-.venv}
 command -v "$PY" >/dev/null || PY=python3
 "$PY" -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found %s" % sys.version' 
+# The browser end-to-end test (tests/e2e/test_airflow_api.py) drives the Airflow and MLflow UIs
+# with the system's headless Chromium and its driver; nothing is downloaded at test time.
+CHROMIUM=${RECSYS_CHROMIUM:-/usr/bin/chromium}
+CHROMEDRIVER=${RECSYS_CHROMEDRIVER:-/usr/bin/chromedriver}
+if [ ! -x "$CHROMIUM" ] || [ ! -x "$CHROMEDRIVER" ]; then
+    echo "Installing chromium and chromium-driver (apt-get) for the browser test"
+    if [ "$(id -u)" -eq 0 ]; then SUDO=(); elif command -v sudo >/dev/null; then SUDO=(sudo); else SUDO=(false); fi
+    if ! command -v apt-get >/dev/null || ! { "${SUDO[@]}" apt-get update -q \
+            && "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }; then
+        echo "WARNING: could not install chromium and chromium-driver: this needs apt-get, run as root" \
+             "or with sudo. Without them the browser end-to-end test fails. Install them by hand, or" \
+             "point RECSYS_CHROMIUM and RECSYS_CHROMEDRIVER at a Chromium and its matching driver." >&2
+    fi
+fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check uv
 # torch 2.13.0: a CPU wheel may lie on local disk (uv does not look there by itself).

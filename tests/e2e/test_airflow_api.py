@@ -1,12 +1,17 @@
-"""The real Airflow: api-server + scheduler + dag-processor; a backfill and a REST re-run.
+"""The real Airflow: api-server + scheduler + dag-processor; a backfill and a re-run from the UI.
 
 Starts the three services on free ports against a temporary RECSYS_HOME (SQLite metadata DB),
 logs in through SimpleAuthManager's ``/auth/token``, unpauses the DAG, backfills three dates
-through ``/api/v2/backfills``, then re-runs the middle one by triggering a run with a conf. It
-checks the three published partitions, that the re-run changed nothing outside its own date, the
-deadline alert (set to one minute here, so every run misses it), the scheduled run for a day
-without logs (it fails, and the failure callback records why), and the asset-triggered consumer. Every process is started in its own session and killed by process group
-at the end.
+through ``/api/v2/backfills``, then re-runs the middle one the way a person does: headless
+Chromium (Selenium, ``tests/e2e/_browser.py``) logs in to the UI, clicks Trigger and fills the
+form's ``ds``, models, top-N and epochs. It checks the three published partitions, that the
+re-run changed nothing outside its own date, the deadline alert (set to one minute here, so
+every run misses it), the scheduled run for a day without logs (it fails, and the failure
+callback records why), and the asset-triggered consumer; in the browser, the finished run's grid
+and, on an ``mlflow server`` over the test's store, the champion version's learning curve and
+the ``champion`` alias. Every browser step leaves a screenshot and the page source under
+``<tmp_path>/browser`` (a failure names the folder). Every process is started in its own
+session and killed by process group at the end.
 """
 from __future__ import annotations
 
@@ -24,11 +29,21 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e._browser import (
+    Browser,
+    MlflowServer,
+    airflow_login,
+    airflow_run_grid,
+    check_champion_in_mlflow_ui,
+    missing,
+    trigger_dag_with_form,
+)
+
 # On an idle 2-core machine a run takes a few minutes (two spark-submit JVMs dominate); on a
 # shared, loaded one it has taken 12. RECSYS_E2E_RUN_TIMEOUT_S raises the wait per run.
 RUN_S = int(os.environ.get("RECSYS_E2E_RUN_TIMEOUT_S", 1200))
 STARTUP_S = 300
-pytestmark = [pytest.mark.slow, pytest.mark.airflow_server,
+pytestmark = [pytest.mark.slow, pytest.mark.airflow_server, pytest.mark.browser,
               pytest.mark.timeout(4 * RUN_S + 4 * STARTUP_S)]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -135,6 +150,15 @@ def airflow(tmp_path):
                 p.wait()
 
 
+@pytest.fixture()
+def browser(tmp_path):
+    """Headless Chromium; screenshots and page sources go to ``tmp_path / "browser"``."""
+    if why := missing():
+        pytest.fail(f"the browser test needs a headless Chromium: {why}")
+    with Browser(tmp_path / "browser") as b:
+        yield b
+
+
 def _task_report(api: Api, run_id: str) -> str:
     _, tis = api.call("GET", f"/api/v2/dags/recsys_nightly/dagRuns/{run_id}/taskInstances")
     return ", ".join(f"{t['task_id']}[{t['map_index']}]={t['state']}"
@@ -183,9 +207,11 @@ def _published(home: Path, ds: str):
     return table
 
 
-def test_backfill_three_dates_then_rerun_one_over_rest(airflow):
+def test_backfill_three_dates_then_rerun_one_from_the_ui(airflow, browser, monkeypatch):
     api, env, home = airflow
+    from recsys.config import load_config
     from recsys.data.generator import generate_landing
+    from recsys.localenv import admin_password
 
     # Tiny data: a day of history before the three backfilled dates.
     generate_landing(home / "landing", "2024-02-29", 4, seed=7, n_users=60, n_items=40,
@@ -238,17 +264,41 @@ def test_backfill_three_dates_then_rerun_one_over_rest(airflow):
     records = [json.loads(p.read_text()) for p in (home / "airflow" / "failures").glob("*.json")]
     assert any(r["run_id"] == scheduled[0] and r["task_id"] == "wait_raw_logs" for r in records)
 
-    # Re-run the middle date from outside, with a conf, as the UI form would.
+    # Re-run the middle date from outside, with a conf, the way a person does: headless Chromium
+    # logs in to the UI, opens recsys_nightly, clicks Trigger, fills the form and submits it.
     before = _snapshot(home / "warehouse", RERUN)
-    status, run = api.call("POST", "/api/v2/dags/recsys_nightly/dagRuns",
-                           {"logical_date": None, "conf": {**CONF, "ds": RERUN}, "note": "e2e re-run"})
-    assert status == 200, run
-    _wait_runs_finished(api, [run["dag_run_id"]], home)
-    rerun = _published(home, RERUN)
-    assert len(rerun) == len(tables[RERUN])
-    # Nothing outside the re-run date changed: not the other partitions, not any other step's output.
-    assert _snapshot(home / "warehouse", RERUN) == before
-    assert sorted(p.name for p in (home / "warehouse" / "recommendations").glob("ds=*")) == parts
+    airflow_login(browser, api.base, "admin", admin_password(env))
+    run_id = trigger_dag_with_form(browser, api.base, "recsys_nightly", {"ds": RERUN, **CONF})
+    browser.driver.get("about:blank")  # nothing polls the api-server while the run works
+
+    # The MLflow UI checked below starts now, on the test's store (the backfill created it), so
+    # that its start overlaps the run.
+    monkeypatch.setenv("RECSYS_HOME", env["RECSYS_HOME"])
+    cfg = load_config()
+    with MlflowServer(cfg.mlflow.tracking_uri, cfg.mlflow.artifact_location,
+                      browser.evidence / "mlflow-server.log") as mlflow_ui:
+        # The run the form created, found over REST: triggered from the UI, with the form's values.
+        ui_runs = [r for r in _runs(api) if r["triggered_by"] == "ui"]
+        assert [r["dag_run_id"] for r in ui_runs] == [run_id], (
+            f"{ui_runs}; screenshots: {browser.evidence}")
+        run = ui_runs[0]
+        assert run["run_type"] == "manual" and run["triggering_user_name"] == "admin", run
+        assert {k: run["conf"].get(k) for k in ("ds", *CONF)} == {"ds": RERUN, **CONF}, run["conf"]
+        _wait_runs_finished(api, [run_id], home)
+        rerun = _published(home, RERUN)
+        assert len(rerun) == len(tables[RERUN])
+        # Nothing outside the re-run date changed: not the other partitions, not any other
+        # step's output.
+        assert _snapshot(home / "warehouse", RERUN) == before
+        published = home / "warehouse" / "recommendations"
+        assert sorted(p.name for p in published.glob("ds=*")) == parts
+
+        # What a person checks next, in the browser (recsys_consumer runs meanwhile): the finished
+        # run's grid; in the MLflow UI, the champion version's training run shows its learning
+        # curve, and the registered model the champion alias.
+        airflow_run_grid(browser, api.base, "recsys_nightly", run_id)
+        check_champion_in_mlflow_ui(browser, mlflow_ui.wait_ready(),
+                                    cfg.mlflow.registered_name("mf_bpr"))
 
     # Publishing updated the asset, which schedules recsys_consumer: it exports the newest partition.
     def consumer_done():
