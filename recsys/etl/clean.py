@@ -20,6 +20,7 @@ from recsys.schema import CLEAN_INTERACTIONS, QUARANTINE_ROWS
 
 # Epoch values at or above this are milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
 _EPOCH_MS_THRESHOLD = 1e11
+ID_FIELDS = ("event_id", "user_id", "item_id")
 
 
 def parse_ts(col: Column) -> Column:
@@ -47,12 +48,12 @@ def _window(ds: str, cfg: CleanConfig) -> tuple[int, int]:
 def typed(raw: DataFrame) -> DataFrame:
     """Trimmed ids, lower-cased event type, parsed ``ts_parsed`` and numeric ``value_num``."""
     return raw.select(
-        *[F.trim(c).alias(c) for c in ("event_id", "user_id", "item_id")],
+        *[F.trim(c).alias(c) for c in ID_FIELDS],
         F.lower(F.trim("event_type")).alias("event_type"),
         F.col("value").alias("value_raw"),
         F.expr("try_cast(trim(value) AS DOUBLE)").alias("value_num"),
         parse_ts(F.col("ts")).alias("ts_parsed"),
-        "malformed", "source_file", "raw",
+        "malformed", "file_reason", "source_file", "raw",
     )
 
 
@@ -63,9 +64,8 @@ def _blank(c: str) -> Column:
 def row_reason(ds: str, cfg: CleanConfig) -> Column:
     """The first rule (in QuarantineReason order) a typed row breaks; null when it passes all."""
     lo, hi = _window(ds, cfg)
-    ids = ("event_id", "user_id", "item_id")
     bad_id = None
-    for c in ids:
+    for c in ID_FIELDS:
         cond = ~F.col(c).rlike(cfg.id_pattern)
         bad_id = cond if bad_id is None else (bad_id | cond)
     epoch = F.unix_seconds("ts_parsed")
@@ -79,7 +79,8 @@ def row_reason(ds: str, cfg: CleanConfig) -> Column:
                 .when(F.col("event_type") == "purchase", qty_ok).otherwise(F.lit(True)))
     internal = list(cfg.internal_users)
     return (
-        F.when(F.col("malformed"), R.MALFORMED_ROW.value)
+        F.when(F.col("file_reason").isNotNull(), F.col("file_reason"))
+        .when(F.col("malformed"), R.MALFORMED_ROW.value)
         .when(_blank("event_id") | _blank("user_id") | _blank("item_id"), R.MISSING_ID.value)
         .when(bad_id, R.MALFORMED_ID.value)
         .when(~F.col("event_type").isin(list(cfg.event_types)) | F.col("event_type").isNull(),
@@ -142,10 +143,11 @@ def mark_bots(marked: DataFrame, cfg: CleanConfig, bots: list[str] | None = None
 def with_reasons(raw: DataFrame, ds: str, cfg: CleanConfig) -> DataFrame:
     """Typed rows with the row-level ``reason`` (the part of routing that needs no shuffle).
 
-    The columns only the rules read (``value_raw``, ``malformed``) are dropped here, so they are
-    neither shuffled nor stored by what follows.
+    The columns only the rules read (``value_raw``, ``malformed``, ...) are dropped here, so they
+    are neither shuffled nor stored by what follows.
     """
-    return typed(raw).withColumn("reason", row_reason(ds, cfg)).drop("value_raw", "malformed")
+    return typed(raw).withColumn("reason", row_reason(ds, cfg)).drop(
+        "value_raw", "malformed", "file_reason")
 
 
 def route(raw: DataFrame, ds: str, cfg: CleanConfig) -> DataFrame:

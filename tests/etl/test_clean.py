@@ -23,7 +23,7 @@ UTC = dt.timezone.utc
 
 def _raw(spark, rows):
     """Rows of (event_id, user_id, item_id, event_type, value, ts[, malformed]) as landing output."""
-    full = [(*r[:6], r[6] if len(r) > 6 else False, "f.jsonl", f"raw{i}") for i, r in enumerate(rows)]
+    full = [(*r[:6], r[6] if len(r) > 6 else False, "f.jsonl", f"raw{i}", None) for i, r in enumerate(rows)]
     ddl = ", ".join(f"{c} {'boolean' if c == 'malformed' else 'string'}" for c in OUTPUT_COLUMNS)
     return spark.createDataFrame(full, ddl)
 
@@ -119,3 +119,4 @@ def test_quarantine_rows_keep_reason_file_and_raw(spark, utc):
     rows = [("a", "u1", "i1", "hover", None, "1704888000")]
     out = clean.quarantine_rows(clean.route(_raw(spark, rows), DS, CFG)).collect()
     assert [tuple(r) for r in out] == [("unknown_event_type", "f.jsonl", "raw0")]
+
