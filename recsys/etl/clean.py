@@ -22,6 +22,46 @@ from recsys.schema import CLEAN_INTERACTIONS, QUARANTINE_ROWS
 _EPOCH_MS_THRESHOLD = 1e11
 ID_FIELDS = ("event_id", "user_id", "item_id")
 
+# A decimal number written with a point or a signed exponent ("42.0", "4.2e1", "1.0E20",
+# "1e+20"); the exponent has at most three digits. Plain digits ("042") and digits-e-digits
+# ("12e4", which may be a hex id) are not numbers for this rule.
+_NUMBER = "^[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]{1,3})?$"
+
+
+def canonical_id_sql(s: str, regex_match: str = "regexp_like") -> str:
+    """SQL (Spark and DuckDB alike) for the canonical form of the id expression ``s``.
+
+    A number that is integral renders as the integer: "42.0", "042.000", "+42.0", "4.2e1",
+    "1.2345678E7" and "1e+20" become "42", "42", "42", "42", "12345678" and
+    "100000000000000000000"; "-0.0" becomes "0". Exact: plain decimals by string rules, numbers
+    with an exponent as DECIMAL(38, 17) (at most 17 fraction digits, as any float renderer
+    writes; more, or more than 21 integer digits, keeps the id as sent). Anything else
+    (non-integral numbers such as "4.5", plain integers, a negative exponent, digits-e-digits
+    such as the hex id "12e4", opaque ids) is returned unchanged. ``regex_match`` is the
+    dialect's find-anywhere regex function (Spark ``regexp_like``, DuckDB ``regexp_matches``).
+
+    Most ids leave after substring tests. The expression is kept small on purpose: with three
+    large ones in one projection, Spark's generated code ran 4x slower than ``trim`` alone.
+    """
+    def has(*parts: str) -> str:  # plain substring tests: cheaper than any regex
+        return "(" + " OR ".join(f"contains({s}, '{x}')" for x in parts) + ")"
+
+    plain = (f"regexp_replace(regexp_extract({s}, '^(-?)', 1) || coalesce(nullif("
+             f"regexp_extract({s}, '^[+-]?0*([0-9]*)', 1), ''), '0'), '^-0$', '0')")
+    exact = f"try_cast({s} AS DECIMAL(38, 17))"
+    return (f"(CASE WHEN NOT {has('.', 'e', 'E')} THEN {s} "
+            f"WHEN NOT {regex_match}({s}, '{_NUMBER}') OR {has('e-', 'E-')} THEN {s} "
+            f"WHEN NOT {has('e', 'E')} THEN (CASE WHEN {regex_match}({s}, '[.]0*$') THEN {plain} ELSE {s} END) "
+            f"WHEN NOT {has('.', 'e+', 'E+')} OR {regex_match}({s}, '[.][0-9]{{18}}') THEN {s} "
+            f"WHEN {exact} = floor({exact}) THEN CAST(CAST({exact} AS DECIMAL(38, 0)) AS STRING) "
+            f"ELSE {s} END)")
+
+
+def canonical_id(name: str) -> Column:
+    """The trimmed, canonical id of column ``name`` (:func:`canonical_id_sql`)."""
+    return F.expr(canonical_id_sql(f"trim(`{name}`)"))
+
+
 
 def parse_ts(col: Column) -> Column:
     """Timestamp from ISO-8601 (with or without offset; naive means UTC) or epoch s / ms."""
@@ -46,9 +86,9 @@ def _window(ds: str, cfg: CleanConfig) -> tuple[int, int]:
 
 
 def typed(raw: DataFrame) -> DataFrame:
-    """Trimmed ids, lower-cased event type, parsed ``ts_parsed`` and numeric ``value_num``."""
+    """Canonical ids, lower-cased event type, parsed ``ts_parsed`` and numeric ``value_num``."""
     return raw.select(
-        *[F.trim(c).alias(c) for c in ID_FIELDS],
+        *[canonical_id(c).alias(c) for c in ID_FIELDS],
         F.lower(F.trim("event_type")).alias("event_type"),
         F.col("value").alias("value_raw"),
         F.expr("try_cast(trim(value) AS DOUBLE)").alias("value_num"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from recsys.config import CleanConfig
-from recsys.etl.clean import _EPOCH_MS_THRESHOLD, _window
+from recsys.etl.clean import _EPOCH_MS_THRESHOLD, _window, canonical_id_sql
 from recsys.etl.landing import discover
 
 _FIELDS = ("event_id", "user_id", "item_id", "event_type", "value", "ts")
@@ -87,9 +87,11 @@ def _routed_sql(ds: str, cfg: CleanConfig) -> str:
     blank = " OR ".join(f"{c} IS NULL OR {c} = ''" for c in ("event_id", "user_id", "item_id"))
     lo_r, hi_r = cfg.rating_range
     finite = "(value_num IS NOT NULL AND isfinite(value_num))"
+    ids = ", ".join(f"{canonical_id_sql(f'trim({c})', 'regexp_matches')} AS {c}"
+                    for c in ("event_id", "user_id", "item_id"))
     return f"""
     WITH t0 AS (
-      SELECT trim(event_id) AS event_id, trim(user_id) AS user_id, trim(item_id) AS item_id,
+      SELECT {ids},
              lower(trim(event_type)) AS event_type, value AS value_raw,
              TRY_CAST(trim(value) AS DOUBLE) AS value_num, TRY_CAST(ts AS DOUBLE) AS num, ts,
              malformed, file_reason, source_file, raw FROM raw),

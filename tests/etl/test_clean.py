@@ -120,3 +120,23 @@ def test_quarantine_rows_keep_reason_file_and_raw(spark, utc):
     out = clean.quarantine_rows(clean.route(_raw(spark, rows), DS, CFG)).collect()
     assert [tuple(r) for r in out] == [("unknown_event_type", "f.jsonl", "raw0")]
 
+
+def test_canonical_id_is_the_same_in_spark_and_duckdb(spark):
+    import duckdb
+
+    values = ["42.0", "42", "042", "042.000", "+42.0", "-42.0", "-0.0", "4.2e1", "4.2E+1", "1.2345678E7",
+              "1e+20", "1.0E20", "4.5", "-42.50", "4.25e1", "1e20", "12e4", "1e-5", "4200e-2", ".5e1", "5.",
+              "1.00000000000000001e1", "1.2345678901234568E29", "u42", "", "用户_42", " 42.0 ", "4.2.0", "0x1A"]
+    df = spark.createDataFrame([(v,) for v in values], "s string")
+    got = {r["s"]: r["c"] for r in df.select("s", F.expr(clean.canonical_id_sql("trim(s)")).alias("c")).collect()}
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (s VARCHAR)")
+    con.executemany("INSERT INTO t VALUES (?)", [[v] for v in values])
+    duck = dict(con.execute(f"SELECT s, {clean.canonical_id_sql('trim(s)', 'regexp_matches')} FROM t").fetchall())
+    assert got == duck
+    assert {v: got[v] for v in ("42.0", "042.000", "+42.0", "-0.0", "4.2e1", "1.2345678E7", "1e+20")} == {
+        "42.0": "42", "042.000": "42", "+42.0": "42", "-0.0": "0", "4.2e1": "42",
+        "1.2345678E7": "12345678", "1e+20": "100000000000000000000"}
+    # Left as sent: non-integral, plain integers, possible hex ids, negative exponents, non-numbers.
+    for v in ("4.5", "-42.50", "4.25e1", "042", "12e4", "1e-5", "4200e-2", "1.00000000000000001e1", "u42"):
+        assert got[v] == v

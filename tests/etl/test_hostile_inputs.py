@@ -6,6 +6,7 @@ Each test is named after the defect it pins (each failed on the code before the 
 """
 from __future__ import annotations
 
+import decimal
 import gzip
 import json
 
@@ -102,6 +103,24 @@ def test_two_json_objects_on_one_line_no_longer_lose_the_second(spark, config, t
                                       {"a.jsonl": _lines(_json("a") + _json("b"), _json("c"))})
     assert [r["event_id"] for r in clean] == ["c"]
     assert [(q["reason"], q["raw"]) for q in quarantine] == [("malformed_row", _json("a") + _json("b"))]
+
+
+def test_integral_float_user_id_no_longer_splits_one_user_in_two(spark, config, tmp_path):
+    jsonl = ('{"event_id":"j1","user_id":42.0,"item_id":"i1","event_type":"view","ts":"%s"}\n'
+             '{"event_id":"j2","user_id":42,"item_id":"i1","event_type":"view","ts":"%s"}\n'
+             '{"event_id":"j3","user_id":4.2e1,"item_id":"i1","event_type":"view","ts":"%s"}\n'
+             '{"event_id":"j4","user_id":"42.0","item_id":"i1","event_type":"view","ts":"%s"}\n'
+             '{"event_id":"j5","user_id":4.5,"item_id":"i1","event_type":"view","ts":"%s"}\n'
+             % ((TS,) * 5)).encode()
+    csv = (HEADER + f"c1,4.2e1,i1,view,,{TS}\nc2,-0.0,7.000,view,,{TS}\nc3,042,i1,view,,{TS}\n").encode()
+    par = _parquet(event_id=["p1", "p2"], user_id=pa.array([42.0, 12345678.0]),
+                   item_id=pa.array([decimal.Decimal("7.000")] * 2, pa.decimal128(10, 3)),
+                   event_type=["view"] * 2, ts=[TS] * 2)
+    _, clean, _ = _day(spark, config, tmp_path, {"a.jsonl": jsonl, "b.csv": csv, "c.parquet": par})
+    users = {r["event_id"]: r["user_id"] for r in clean}
+    assert users == {"j1": "42", "j2": "42", "j3": "42", "j4": "42", "c1": "42", "p1": "42",
+                     "j5": "4.5", "c2": "0", "c3": "042", "p2": "12345678"}
+    assert {r["item_id"] for r in clean if r["event_id"] in ("c2", "p1")} == {"7"}
 
 
 # -- more hostile inputs ----------------------------------------------------------------------
