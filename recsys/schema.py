@@ -31,12 +31,14 @@ CLEAN_INTERACTIONS = T.StructType(
     ]
 )
 
-# Rejected rows: the raw record as text plus a reason code from QuarantineReason.
+# Rejected rows: the raw record as text plus a reason code from QuarantineReason; raw_b64 holds
+# the record's bytes (base64) when they are not valid UTF-8 (raw then has U+FFFD in their place).
 QUARANTINE_ROWS = T.StructType(
     [
         T.StructField("reason", T.StringType(), False),
         T.StructField("source_file", T.StringType(), True),
         T.StructField("raw", T.StringType(), True),
+        T.StructField("raw_b64", T.StringType(), True),
     ]
 )
 

@@ -16,11 +16,12 @@ from pyspark.sql import functions as F
 from recsys.config import CleanConfig
 from recsys.etl.reasons import QuarantineReason as R
 from recsys.io import parse_ds
-from recsys.schema import CLEAN_INTERACTIONS, QUARANTINE_ROWS
+from recsys.schema import CLEAN_INTERACTIONS, QUARANTINE_ROWS, RAW_FIELDS
 
 # Epoch values at or above this are milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
 _EPOCH_MS_THRESHOLD = 1e11
 ID_FIELDS = ("event_id", "user_id", "item_id")
+_REPLACEMENT_CHAR = "\ufffd"
 
 # A decimal number written with a point or a signed exponent ("42.0", "4.2e1", "1.0E20",
 # "1e+20"); the exponent has at most three digits. Plain digits ("042") and digits-e-digits
@@ -62,6 +63,12 @@ def canonical_id(name: str) -> Column:
     return F.expr(canonical_id_sql(f"trim(`{name}`)"))
 
 
+def text_ok(name: str) -> Column:
+    """Column ``name`` is valid UTF-8 without U+FFFD (what readers put where bytes did not
+    decode); null is fine."""
+    valid = F.expr(f"is_valid_utf8(`{name}`)") & ~F.col(name).contains(_REPLACEMENT_CHAR)
+    return F.coalesce(valid, F.lit(True))
+
 
 def parse_ts(col: Column) -> Column:
     """Timestamp from ISO-8601 (with or without offset; naive means UTC) or epoch s / ms."""
@@ -86,14 +93,18 @@ def _window(ds: str, cfg: CleanConfig) -> tuple[int, int]:
 
 
 def typed(raw: DataFrame) -> DataFrame:
-    """Canonical ids, lower-cased event type, parsed ``ts_parsed`` and numeric ``value_num``."""
+    """Canonical ids, lower-cased event type, parsed ``ts_parsed`` and numeric ``value_num``;
+    ``text_ok`` is false when the record or a field is not clean UTF-8 text (:func:`text_ok`)."""
+    text = None
+    for c in ("raw", *RAW_FIELDS):
+        text = text_ok(c) if text is None else (text & text_ok(c))
     return raw.select(
         *[canonical_id(c).alias(c) for c in ID_FIELDS],
         F.lower(F.trim("event_type")).alias("event_type"),
         F.col("value").alias("value_raw"),
         F.expr("try_cast(trim(value) AS DOUBLE)").alias("value_num"),
         parse_ts(F.col("ts")).alias("ts_parsed"),
-        "malformed", "file_reason", "source_file", "raw",
+        text.alias("text_ok"), "malformed", "file_reason", "source_file", "raw",
     )
 
 
@@ -120,6 +131,7 @@ def row_reason(ds: str, cfg: CleanConfig) -> Column:
     internal = list(cfg.internal_users)
     return (
         F.when(F.col("file_reason").isNotNull(), F.col("file_reason"))
+        .when(~F.col("text_ok"), R.BAD_ENCODING.value)
         .when(F.col("malformed"), R.MALFORMED_ROW.value)
         .when(_blank("event_id") | _blank("user_id") | _blank("item_id"), R.MISSING_ID.value)
         .when(bad_id, R.MALFORMED_ID.value)
@@ -187,7 +199,7 @@ def with_reasons(raw: DataFrame, ds: str, cfg: CleanConfig) -> DataFrame:
     are neither shuffled nor stored by what follows.
     """
     return typed(raw).withColumn("reason", row_reason(ds, cfg)).drop(
-        "value_raw", "malformed", "file_reason")
+        "value_raw", "malformed", "file_reason", "text_ok")
 
 
 def route(raw: DataFrame, ds: str, cfg: CleanConfig) -> DataFrame:
@@ -206,8 +218,17 @@ def clean_rows(routed: DataFrame) -> DataFrame:
 
 
 def quarantine_rows(routed: DataFrame) -> DataFrame:
-    """Rejected rows with their reason (schema.QUARANTINE_ROWS)."""
-    out = routed.where(F.col("reason").isNotNull()).select("reason", "source_file", "raw")
+    """Rejected rows with their reason (schema.QUARANTINE_ROWS).
+
+    The table stays valid UTF-8 (readable by DuckDB, pyarrow, pandas): a ``raw`` that is not
+    has each bad byte replaced by U+FFFD, and ``raw_b64`` keeps its bytes as they came (base64;
+    null for every other row).
+    """
+    valid = F.expr("is_valid_utf8(raw)")
+    raw = F.when(valid, F.col("raw")).otherwise(F.expr("make_valid_utf8(raw)"))
+    b64 = F.when(~valid, F.base64(F.col("raw").cast("binary")))
+    out = routed.where(F.col("reason").isNotNull()).select(
+        "reason", "source_file", raw.alias("raw"), b64.alias("raw_b64"))
     return _conform(out, QUARANTINE_ROWS)
 
 

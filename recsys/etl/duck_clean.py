@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from recsys.config import CleanConfig
-from recsys.etl.clean import _EPOCH_MS_THRESHOLD, _window, canonical_id_sql
+from recsys.etl.clean import _EPOCH_MS_THRESHOLD, _REPLACEMENT_CHAR, _window, canonical_id_sql
 from recsys.etl.landing import discover
 
 _FIELDS = ("event_id", "user_id", "item_id", "event_type", "value", "ts")
@@ -89,9 +89,11 @@ def _routed_sql(ds: str, cfg: CleanConfig) -> str:
     finite = "(value_num IS NOT NULL AND isfinite(value_num))"
     ids = ", ".join(f"{canonical_id_sql(f'trim({c})', 'regexp_matches')} AS {c}"
                     for c in ("event_id", "user_id", "item_id"))
+    # DuckDB text is valid UTF-8 by construction: only U+FFFD can mark undecoded bytes.
+    bad_text = " OR ".join(f"coalesce(contains({c}, '{_REPLACEMENT_CHAR}'), false)" for c in ("raw", *_FIELDS))
     return f"""
     WITH t0 AS (
-      SELECT {ids},
+      SELECT {ids}, ({bad_text}) AS bad_text,
              lower(trim(event_type)) AS event_type, value AS value_raw,
              TRY_CAST(trim(value) AS DOUBLE) AS value_num, TRY_CAST(ts AS DOUBLE) AS num, ts,
              malformed, file_reason, source_file, raw FROM raw),
@@ -103,6 +105,7 @@ def _routed_sql(ds: str, cfg: CleanConfig) -> str:
     r AS (
       SELECT *, CASE
         WHEN file_reason IS NOT NULL THEN file_reason
+        WHEN bad_text THEN 'bad_encoding'
         WHEN malformed THEN 'malformed_row'
         WHEN {blank} THEN 'missing_id'
         WHEN {bad_id} THEN 'malformed_id'

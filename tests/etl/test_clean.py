@@ -118,7 +118,7 @@ def test_clean_rows_types_weights_and_values(spark, utc):
 def test_quarantine_rows_keep_reason_file_and_raw(spark, utc):
     rows = [("a", "u1", "i1", "hover", None, "1704888000")]
     out = clean.quarantine_rows(clean.route(_raw(spark, rows), DS, CFG)).collect()
-    assert [tuple(r) for r in out] == [("unknown_event_type", "f.jsonl", "raw0")]
+    assert [tuple(r) for r in out] == [("unknown_event_type", "f.jsonl", "raw0", None)]
 
 
 def test_canonical_id_is_the_same_in_spark_and_duckdb(spark):

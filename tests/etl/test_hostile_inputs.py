@@ -6,6 +6,7 @@ Each test is named after the defect it pins (each failed on the code before the 
 """
 from __future__ import annotations
 
+import base64
 import decimal
 import gzip
 import json
@@ -121,6 +122,26 @@ def test_integral_float_user_id_no_longer_splits_one_user_in_two(spark, config, 
     assert users == {"j1": "42", "j2": "42", "j3": "42", "j4": "42", "c1": "42", "p1": "42",
                      "j5": "4.5", "c2": "0", "c3": "042", "p2": "12345678"}
     assert {r["item_id"] for r in clean if r["event_id"] in ("c2", "p1")} == {"7"}
+
+
+def test_invalid_utf8_no_longer_makes_the_quarantine_unreadable(spark, config, tmp_path):
+    bad_line = b'{"event_id":"x\xff","user_id":"u1","item_id":"i1","event_type":"view","ts":"' + TS.encode() + b'"}'
+    files = {
+        "a.jsonl": _lines(_json("ok")) + bad_line + b"\n",
+        "b.csv": HEADER.encode() + "c1,Jos\xe9,i1,view,,".encode("latin-1") + TS.encode() + b"\n",
+        "c.parquet": _parquet(event_id=["p1"], user_id=pa.array([b"u\xff"], pa.binary()),
+                              item_id=["i1"], event_type=["view"], ts=[TS]),
+    }
+    summary, clean, quarantine = _day(spark, config, tmp_path, files)
+    assert [r["event_id"] for r in clean] == ["ok"]
+    assert _reasons(quarantine) == [("a.jsonl", "bad_encoding"), ("b.csv", "bad_encoding"),
+                                    ("c.parquet", "bad_encoding")]
+    by_file = {q["source_file"]: q for q in quarantine}
+    # The original bytes survive in raw_b64; raw is valid UTF-8 with U+FFFD in their place.
+    assert base64.b64decode(by_file["a.jsonl"]["raw_b64"]) == bad_line
+    assert by_file["a.jsonl"]["raw"] == bad_line.decode("utf-8", errors="replace")
+    assert by_file["b.csv"]["raw_b64"] is None  # the CSV reader already replaced the byte
+    assert "\ufffd" in by_file["b.csv"]["raw"]
 
 
 # -- more hostile inputs ----------------------------------------------------------------------
