@@ -63,6 +63,12 @@ def canonical_id(name: str) -> Column:
     return F.expr(canonical_id_sql(f"trim(`{name}`)"))
 
 
+def id_matches(col: Column, pattern: str) -> Column:
+    """``col`` matches ``pattern`` as a whole. Java's ``$`` also matches before a final line
+    break ("u1\n"); ``\z`` after the group does not, as in DuckDB's regexp_full_match."""
+    return col.rlike(f"^(?:{pattern})\\z")
+
+
 def text_ok(name: str) -> Column:
     """Column ``name`` is valid UTF-8 without U+FFFD (what readers put where bytes did not
     decode); null is fine."""
@@ -117,7 +123,7 @@ def row_reason(ds: str, cfg: CleanConfig) -> Column:
     lo, hi = _window(ds, cfg)
     bad_id = None
     for c in ID_FIELDS:
-        cond = ~F.col(c).rlike(cfg.id_pattern)
+        cond = ~id_matches(F.col(c), cfg.id_pattern)
         bad_id = cond if bad_id is None else (bad_id | cond)
     epoch = F.unix_seconds("ts_parsed")
     v = F.col("value_num")

@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from recsys.etl import landing
-from recsys.etl.clean import canonical_id
+from recsys.etl.clean import canonical_id, id_matches
 from recsys.schema import ITEM_CATALOG, USER_PROFILES
 
 LIST_COLUMNS = ("genres", "tags")
@@ -81,7 +81,7 @@ def _latest_per_id(df: DataFrame, key: str) -> DataFrame:
 
 
 def _valid_id(col: Column, pattern: str) -> Column:
-    return col.isNotNull() & col.rlike(pattern)
+    return col.isNotNull() & id_matches(col, pattern)
 
 
 def _split(out: DataFrame, key: str, id_pattern: str, observation: Observation | None,

@@ -55,7 +55,7 @@ def test_every_reason_in_precedence_order(spark, utc):
     rows = [
         ("m", "u1", "i1", "view", None, "2024-01-10T08:00:00Z", True),   # malformed wins
         ("e1", " ", "i1", "view", None, "2024-01-10T08:00:00Z"),
-        ("e2", "u1", "bad item!", "view", None, "2024-01-10T08:00:00Z"),
+        ("e2", "u1", "bad\titem", "view", None, "2024-01-10T08:00:00Z"),
         ("e3", "u1", "i1", "hover", None, "2024-01-10T08:00:00Z"),
         ("e4", "u1", "i1", "view", None, "soon"),
         ("e5", "u1", "i1", "view", None, "2024-01-08T23:59:59Z"),       # > 24 h late
@@ -119,6 +119,21 @@ def test_quarantine_rows_keep_reason_file_and_raw(spark, utc):
     rows = [("a", "u1", "i1", "hover", None, "1704888000")]
     out = clean.quarantine_rows(clean.route(_raw(spark, rows), DS, CFG)).collect()
     assert [tuple(r) for r in out] == [("unknown_event_type", "f.jsonl", "raw0", None)]
+
+
+def test_default_id_pattern_takes_opaque_unicode_ids_and_config_agrees(spark, utc):
+    import yaml
+
+    from recsys.config import DEFAULT_CONF_DIR
+
+    base = yaml.safe_load((DEFAULT_CONF_DIR / "base.yaml").read_text())["clean"]["id_pattern"]
+    assert base == CleanConfig.model_fields["id_pattern"].default
+    cfg = CFG.model_copy(update={"id_pattern": base})
+    ok = ["用户_42", "item with spaces", "a" * 128, "😀" * 128, "u-1:x@y/z+w.v"]
+    bad = ["a" * 129, "u1\n", "\tu1", "u\x00", "u\x7f1", "u\x851", "\u00a0u1", "u1\u3000", "\u2028"]
+    rows = [(f"e{i}", f"u{i}", item, "view", None, "2024-01-10T08:00:00Z") for i, item in enumerate(ok + bad)]
+    got = {r["item_id"]: r["reason"] for r in clean.route(_raw(spark, rows), DS, cfg).collect()}
+    assert got == {**{i: None for i in ok}, **{i: "malformed_id" for i in bad}}
 
 
 def test_canonical_id_is_the_same_in_spark_and_duckdb(spark):

@@ -144,6 +144,17 @@ def test_invalid_utf8_no_longer_makes_the_quarantine_unreadable(spark, config, t
     assert "\ufffd" in by_file["b.csv"]["raw"]
 
 
+def test_opaque_unicode_ids_are_no_longer_malformed_id(spark, config, tmp_path):
+    data = _lines(_json("e1", user_id="用户_42"), _json("e2", item_id="item with spaces"),
+                  _json("e3", user_id="u1\n"), _json("e4", user_id="\tu1"), _json("e5", item_id="i\u00a0"),
+                  _json("e6", user_id="x" * 129))
+    _, clean, quarantine = _day(spark, config, tmp_path, {"a.jsonl": data})
+    assert sorted((r["event_id"], r["user_id"], r["item_id"]) for r in clean) == [
+        ("e1", "用户_42", "i1"), ("e2", "u1", "item with spaces")]
+    # Control characters (a trailing newline too), edge whitespace and 129 characters are not ids.
+    assert [q["reason"] for q in quarantine] == ["malformed_id"] * 4
+
+
 # -- more hostile inputs ----------------------------------------------------------------------
 
 def test_unreadable_files_no_longer_fail_the_day_one_row_each(spark, config, tmp_path):
