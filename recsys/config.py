@@ -52,7 +52,7 @@ class CleanConfig(_Frozen):
     bot_max_events_per_day: int = 5000
     internal_users: tuple[str, ...] = ()
     # event_id, user_id and item_id must match this (after trimming) or the row is quarantined.
-    id_pattern: str = r"^[^\p{Cc}\p{Z}](?:[^\p{Cc}]{0,126}[^\p{Cc}\p{Z}])?$"
+    id_pattern: str = r"^[^\x00-\x20\x7f-\xa0](?:[^\x00-\x1f\x7f-\x9f]{0,126}[^\x00-\x20\x7f-\xa0])?$"
 
     @property
     def event_types(self) -> tuple[str, ...]:
