@@ -124,7 +124,7 @@ class CleanConfig(_Frozen):
     bot_max_events_per_day: StrictInt = 5000
     internal_users: tuple[str, ...] = ()
     # event_id, user_id and item_id must match this (after trimming) or the row is quarantined.
-    id_pattern: str = r"^[A-Za-z0-9][A-Za-z0-9_.:@/+\-]{0,127}$"
+    id_pattern: str = r"^[^\x00-\x20\x7f-\xa0](?:[^\x00-\x1f\x7f-\x9f]{0,126}[^\x00-\x20\x7f-\xa0])?$"
 
     @field_validator("id_pattern")
     @classmethod

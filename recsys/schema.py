@@ -58,6 +58,9 @@ def _spark_schemas() -> dict[str, Any]:
             T.StructField("reason", T.StringType(), False),
             T.StructField("source_file", T.StringType(), True),
             T.StructField("raw", T.StringType(), True),
+            # raw_b64: the record's bytes (base64) when they are not valid UTF-8 (raw then has
+            # U+FFFD in their place).
+            T.StructField("raw_b64", T.StringType(), True),
         ]
     )
 

@@ -8,10 +8,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from recsys.config import CleanConfig
-from recsys.etl.clean import _EPOCH_MS_THRESHOLD, _window
+from recsys.etl.clean import (
+    _EPOCH_MS_THRESHOLD,
+    _REPLACEMENT_CHAR,
+    _window,
+    canonical_id_sql,
+)
 from recsys.etl.landing import discover
 
 _FIELDS = ("event_id", "user_id", "item_id", "event_type", "value", "ts")
+_NO_FILE_REASON = "NULL::VARCHAR AS file_reason"
 
 
 def _q(s: str) -> str:
@@ -24,16 +30,29 @@ def _files(paths: list[Path]) -> str:
 
 def _raw_sql(con, folder: Path) -> list[str]:
     files = discover(folder)
+    odd = [f.path.name for f in files if f.readable and (f.salvage or f.rows_reason)]
+    if odd:  # the reference engine reads sound files only (the benchmark's generated data)
+        raise ValueError(f"duck_clean cannot read damaged files or files with bad columns: {odd}")
     parts = []
+    # One row per unreadable file, as recsys.etl.landing files it.
+    for f in files:
+        if f.lost_reason:
+            parts.append("SELECT " + ", ".join(f"NULL::VARCHAR AS {c}" for c in _FIELDS) +
+                         f", false AS malformed, {_q(f.path.name)} AS source_file, "
+                         f"{_q(f.detail)} AS raw, {_q(str(f.lost_reason))} AS file_reason")
+    files = [f for f in files if f.readable]
     js = [f.path for f in files if f.format == "json"]
     if js:
         # try(): DuckDB evaluates both sides of AND/CASE vectorized, so guards alone do not help.
-        valid = "coalesce(json_valid(line) AND try(json_type(line)) = 'OBJECT', false)"
-        fields = ", ".join(f"CASE WHEN {valid} THEN try(json_extract_string(line, '$.{c}')) END AS {c}"
+        # json_valid() wants the whole line to be one value (no second object); a BOM is no part.
+        line = "regexp_replace(line, '^\ufeff', '')"
+        valid = f"coalesce(json_valid({line}) AND try(json_type({line})) = 'OBJECT', false)"
+        fields = ", ".join(f"CASE WHEN {valid} THEN try(json_extract_string({line}, '$.{c}')) END AS {c}"
                            for c in _FIELDS)
         parts.append(
             f"SELECT {fields}, NOT {valid} AS malformed, parse_filename(filename) AS source_file, "
-            f"line AS raw FROM read_csv({_files(js)}, columns={{'line': 'VARCHAR'}}, header=false, "
+            f"line AS raw, {_NO_FILE_REASON} "
+            f"FROM read_csv({_files(js)}, columns={{'line': 'VARCHAR'}}, header=false, "
             "delim='\x1f', quote='', escape='', auto_detect=false, filename=true) "
             "WHERE trim(line, ' ') <> ''")
     csvs = [f.path for f in files if f.format == "csv"]
@@ -47,18 +66,19 @@ def _raw_sql(con, folder: Path) -> list[str]:
         record = "to_json(struct_pack(" + ", ".join(f'"{n}" := "{n}"' for n in names) + "))::VARCHAR"
         sel = ", ".join(c if c in names else f"NULL::VARCHAR AS {c}" for c in _FIELDS)
         parts.append(f"SELECT {sel}, false AS malformed, parse_filename(filename) AS source_file, "
-                     f"{record} AS raw FROM csv_rows")
+                     f"{record} AS raw, {_NO_FILE_REASON} FROM csv_rows")
         # Rows with the wrong number of columns: one per rejected line, the line kept as raw.
         parts.append(
             "SELECT " + ", ".join(f"NULL::VARCHAR AS {c}" for c in _FIELDS) + ", true AS malformed, "
-            "parse_filename(s.file_path) AS source_file, e.csv_line AS raw FROM "
+            f"parse_filename(s.file_path) AS source_file, e.csv_line AS raw, {_NO_FILE_REASON} FROM "
             "(SELECT DISTINCT scan_id, file_id, line, csv_line FROM reject_errors) e "
             "JOIN reject_scans s USING (scan_id, file_id)")
     pqs = [f.path for f in files if f.format == "parquet"]
     if pqs:
         sel = ", ".join(f"CAST({c} AS VARCHAR) AS {c}" for c in _FIELDS)
         parts.append(f"SELECT {sel}, false AS malformed, parse_filename(filename) AS source_file, "
-                     f"to_json(struct_pack({', '.join(f'{c} := {c}' for c in _FIELDS)}))::VARCHAR AS raw "
+                     f"to_json(struct_pack({', '.join(f'{c} := {c}' for c in _FIELDS)}))::VARCHAR AS raw, "
+                     f"{_NO_FILE_REASON} "
                      f"FROM read_parquet({_files(pqs)}, filename=true, union_by_name=true)")
     return parts
 
@@ -72,12 +92,16 @@ def _routed_sql(ds: str, cfg: CleanConfig) -> str:
     blank = " OR ".join(f"{c} IS NULL OR {c} = ''" for c in ("event_id", "user_id", "item_id"))
     lo_r, hi_r = cfg.rating_range
     finite = "(value_num IS NOT NULL AND isfinite(value_num))"
+    ids = ", ".join(f"{canonical_id_sql(f'trim({c})', 'regexp_matches')} AS {c}"
+                    for c in ("event_id", "user_id", "item_id"))
+    # DuckDB text is valid UTF-8 by construction: only U+FFFD can mark undecoded bytes.
+    bad_text = " OR ".join(f"coalesce(contains({c}, '{_REPLACEMENT_CHAR}'), false)" for c in ("raw", *_FIELDS))
     return f"""
     WITH t0 AS (
-      SELECT trim(event_id) AS event_id, trim(user_id) AS user_id, trim(item_id) AS item_id,
+      SELECT {ids}, ({bad_text}) AS bad_text,
              lower(trim(event_type)) AS event_type, value AS value_raw,
              TRY_CAST(trim(value) AS DOUBLE) AS value_num, TRY_CAST(ts AS DOUBLE) AS num, ts,
-             malformed, source_file, raw FROM raw),
+             malformed, file_reason, source_file, raw FROM raw),
     t AS (
       SELECT * EXCLUDE (num, ts), coalesce(
         CASE WHEN num IS NOT NULL AND isfinite(num) AND abs(num) < 1e15 THEN make_timestamp(
@@ -85,6 +109,8 @@ def _routed_sql(ds: str, cfg: CleanConfig) -> str:
         TRY_CAST(TRY_CAST(trim(ts) AS TIMESTAMPTZ) AS TIMESTAMP)) AS ts_parsed FROM t0),
     r AS (
       SELECT *, CASE
+        WHEN file_reason IS NOT NULL THEN file_reason
+        WHEN bad_text THEN 'bad_encoding'
         WHEN malformed THEN 'malformed_row'
         WHEN {blank} THEN 'missing_id'
         WHEN {bad_id} THEN 'malformed_id'

@@ -188,7 +188,7 @@ def _inject_bad(rng, df: pd.DataFrame, rate: float, day_start: int, fmt: str
         elif name == "missing_id":
             df.iloc[rows, col(("event_id", "user_id", "item_id")[k % 3])] = ""
         elif name == "malformed_id":
-            df.iloc[rows, col("item_id")] = "bad item!"
+            df.iloc[rows, col("item_id")] = "bad\x07item"  # a control character
         elif name == "unknown_event_type":
             df.iloc[rows, col("event_type")] = "hover"
         elif name == "bad_ts":

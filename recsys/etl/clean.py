@@ -16,10 +16,64 @@ from pyspark.sql import functions as F
 from recsys.config import CleanConfig
 from recsys.etl.reasons import QuarantineReason as R
 from recsys.io import parse_ds
-from recsys.schema import CLEAN_INTERACTIONS, QUARANTINE_ROWS
+from recsys.schema import CLEAN_INTERACTIONS, QUARANTINE_ROWS, RAW_FIELDS
 
 # Epoch values at or above this are milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
 _EPOCH_MS_THRESHOLD = 1e11
+ID_FIELDS = ("event_id", "user_id", "item_id")
+_REPLACEMENT_CHAR = "\ufffd"
+
+# A decimal number written with a point or a signed exponent ("42.0", "4.2e1", "1.0E20",
+# "1e+20"); the exponent has at most three digits. Plain digits ("042") and digits-e-digits
+# ("12e4", which may be a hex id) are not numbers for this rule.
+_NUMBER = "^[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]{1,3})?$"
+
+
+def canonical_id_sql(s: str, regex_match: str = "regexp_like") -> str:
+    """SQL (Spark and DuckDB alike) for the canonical form of the id expression ``s``.
+
+    A number that is integral renders as the integer: "42.0", "042.000", "+42.0", "4.2e1",
+    "1.2345678E7" and "1e+20" become "42", "42", "42", "42", "12345678" and
+    "100000000000000000000"; "-0.0" becomes "0". Exact: plain decimals by string rules, numbers
+    with an exponent as DECIMAL(38, 17) (at most 17 fraction digits, as any float renderer
+    writes; more, or more than 21 integer digits, keeps the id as sent). Anything else
+    (non-integral numbers such as "4.5", plain integers, a negative exponent, digits-e-digits
+    such as the hex id "12e4", opaque ids) is returned unchanged. ``regex_match`` is the
+    dialect's find-anywhere regex function (Spark ``regexp_like``, DuckDB ``regexp_matches``).
+
+    Most ids leave after substring tests. The expression is kept small on purpose: with three
+    large ones in one projection, Spark's generated code ran 4x slower than ``trim`` alone.
+    """
+    def has(*parts: str) -> str:  # plain substring tests: cheaper than any regex
+        return "(" + " OR ".join(f"contains({s}, '{x}')" for x in parts) + ")"
+
+    plain = (f"regexp_replace(regexp_extract({s}, '^(-?)', 1) || coalesce(nullif("
+             f"regexp_extract({s}, '^[+-]?0*([0-9]*)', 1), ''), '0'), '^-0$', '0')")
+    exact = f"try_cast({s} AS DECIMAL(38, 17))"
+    return (f"(CASE WHEN NOT {has('.', 'e', 'E')} THEN {s} "
+            f"WHEN NOT {regex_match}({s}, '{_NUMBER}') OR {has('e-', 'E-')} THEN {s} "
+            f"WHEN NOT {has('e', 'E')} THEN (CASE WHEN {regex_match}({s}, '[.]0*$') THEN {plain} ELSE {s} END) "
+            f"WHEN NOT {has('.', 'e+', 'E+')} OR {regex_match}({s}, '[.][0-9]{{18}}') THEN {s} "
+            f"WHEN {exact} = floor({exact}) THEN CAST(CAST({exact} AS DECIMAL(38, 0)) AS STRING) "
+            f"ELSE {s} END)")
+
+
+def canonical_id(name: str) -> Column:
+    """The trimmed, canonical id of column ``name`` (:func:`canonical_id_sql`)."""
+    return F.expr(canonical_id_sql(f"trim(`{name}`)"))
+
+
+def id_matches(col: Column, pattern: str) -> Column:
+    """``col`` matches ``pattern`` as a whole. Java's ``$`` also matches before a final line
+    break ("u1\n"); ``\z`` after the group does not, as in DuckDB's regexp_full_match."""
+    return col.rlike(f"^(?:{pattern})\\z")
+
+
+def text_ok(name: str) -> Column:
+    """Column ``name`` is valid UTF-8 without U+FFFD (what readers put where bytes did not
+    decode); null is fine."""
+    valid = F.expr(f"is_valid_utf8(`{name}`)") & ~F.col(name).contains(_REPLACEMENT_CHAR)
+    return F.coalesce(valid, F.lit(True))
 
 
 def parse_ts(col: Column) -> Column:
@@ -45,14 +99,18 @@ def _window(ds: str, cfg: CleanConfig) -> tuple[int, int]:
 
 
 def typed(raw: DataFrame) -> DataFrame:
-    """Trimmed ids, lower-cased event type, parsed ``ts_parsed`` and numeric ``value_num``."""
+    """Canonical ids, lower-cased event type, parsed ``ts_parsed`` and numeric ``value_num``;
+    ``text_ok`` is false when the record or a field is not clean UTF-8 text (:func:`text_ok`)."""
+    text = None
+    for c in ("raw", *RAW_FIELDS):
+        text = text_ok(c) if text is None else (text & text_ok(c))
     return raw.select(
-        *[F.trim(c).alias(c) for c in ("event_id", "user_id", "item_id")],
+        *[canonical_id(c).alias(c) for c in ID_FIELDS],
         F.lower(F.trim("event_type")).alias("event_type"),
         F.col("value").alias("value_raw"),
         F.expr("try_cast(trim(value) AS DOUBLE)").alias("value_num"),
         parse_ts(F.col("ts")).alias("ts_parsed"),
-        "malformed", "source_file", "raw",
+        text.alias("text_ok"), "malformed", "file_reason", "source_file", "raw",
     )
 
 
@@ -63,10 +121,9 @@ def _blank(c: str) -> Column:
 def row_reason(ds: str, cfg: CleanConfig) -> Column:
     """The first rule (in QuarantineReason order) a typed row breaks; null when it passes all."""
     lo, hi = _window(ds, cfg)
-    ids = ("event_id", "user_id", "item_id")
     bad_id = None
-    for c in ids:
-        cond = ~F.col(c).rlike(cfg.id_pattern)
+    for c in ID_FIELDS:
+        cond = ~id_matches(F.col(c), cfg.id_pattern)
         bad_id = cond if bad_id is None else (bad_id | cond)
     epoch = F.unix_seconds("ts_parsed")
     v = F.col("value_num")
@@ -79,7 +136,9 @@ def row_reason(ds: str, cfg: CleanConfig) -> Column:
                 .when(F.col("event_type") == "purchase", qty_ok).otherwise(F.lit(True)))
     internal = list(cfg.internal_users)
     return (
-        F.when(F.col("malformed"), R.MALFORMED_ROW.value)
+        F.when(F.col("file_reason").isNotNull(), F.col("file_reason"))
+        .when(~F.col("text_ok"), R.BAD_ENCODING.value)
+        .when(F.col("malformed"), R.MALFORMED_ROW.value)
         .when(_blank("event_id") | _blank("user_id") | _blank("item_id"), R.MISSING_ID.value)
         .when(bad_id, R.MALFORMED_ID.value)
         .when(~F.col("event_type").isin(list(cfg.event_types)) | F.col("event_type").isNull(),
@@ -142,10 +201,11 @@ def mark_bots(marked: DataFrame, cfg: CleanConfig, bots: list[str] | None = None
 def with_reasons(raw: DataFrame, ds: str, cfg: CleanConfig) -> DataFrame:
     """Typed rows with the row-level ``reason`` (the part of routing that needs no shuffle).
 
-    The columns only the rules read (``value_raw``, ``malformed``) are dropped here, so they are
-    neither shuffled nor stored by what follows.
+    The columns only the rules read (``value_raw``, ``malformed``, ...) are dropped here, so they
+    are neither shuffled nor stored by what follows.
     """
-    return typed(raw).withColumn("reason", row_reason(ds, cfg)).drop("value_raw", "malformed")
+    return typed(raw).withColumn("reason", row_reason(ds, cfg)).drop(
+        "value_raw", "malformed", "file_reason", "text_ok")
 
 
 def route(raw: DataFrame, ds: str, cfg: CleanConfig) -> DataFrame:
@@ -164,8 +224,17 @@ def clean_rows(routed: DataFrame) -> DataFrame:
 
 
 def quarantine_rows(routed: DataFrame) -> DataFrame:
-    """Rejected rows with their reason (schema.QUARANTINE_ROWS)."""
-    out = routed.where(F.col("reason").isNotNull()).select("reason", "source_file", "raw")
+    """Rejected rows with their reason (schema.QUARANTINE_ROWS).
+
+    The table stays valid UTF-8 (readable by DuckDB, pyarrow, pandas): a ``raw`` that is not
+    has each bad byte replaced by U+FFFD, and ``raw_b64`` keeps its bytes as they came (base64;
+    null for every other row).
+    """
+    valid = F.expr("is_valid_utf8(raw)")
+    raw = F.when(valid, F.col("raw")).otherwise(F.expr("make_valid_utf8(raw)"))
+    b64 = F.when(~valid, F.base64(F.col("raw").cast("binary")))
+    out = routed.where(F.col("reason").isNotNull()).select(
+        "reason", "source_file", raw.alias("raw"), b64.alias("raw_b64"))
     return _conform(out, QUARANTINE_ROWS)
 
 

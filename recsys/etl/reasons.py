@@ -9,7 +9,13 @@ from enum import StrEnum
 
 
 class QuarantineReason(StrEnum):
-    MALFORMED_ROW = "malformed_row"          # JSON that does not parse / CSV with wrong column count
+    # File-level: the file, not the row, is at fault (see recsys.etl.landing).
+    UNREADABLE_FILE = "unreadable_file"      # one row per file nothing can be read from
+    TRUNCATED_FILE = "truncated_file"        # one row for what follows the damage in a gzip stream
+    BAD_COLUMNS = "bad_columns"              # every row of a file whose header/schema breaks the contract
+    # Row-level.
+    BAD_ENCODING = "bad_encoding"            # not valid UTF-8, or U+FFFD (a byte a reader could not decode)
+    MALFORMED_ROW = "malformed_row"          # not one JSON object per line / CSV with wrong column count
     MISSING_ID = "missing_id"                # event_id, user_id or item_id null or blank
     MALFORMED_ID = "malformed_id"            # an id that breaks clean.id_pattern
     UNKNOWN_EVENT_TYPE = "unknown_event_type"

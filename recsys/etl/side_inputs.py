@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from recsys.etl import landing
+from recsys.etl.clean import canonical_id, id_matches
 from recsys.schema import ITEM_CATALOG, USER_PROFILES
 
 LIST_COLUMNS = ("genres", "tags")
@@ -80,11 +81,12 @@ def _latest_per_id(df: DataFrame, key: str) -> DataFrame:
 
 
 def _valid_id(col: Column, pattern: str) -> Column:
-    return col.isNotNull() & col.rlike(pattern)
+    return col.isNotNull() & id_matches(col, pattern)
 
 
 def _split(out: DataFrame, key: str, id_pattern: str, observation: Observation | None,
            names: list[str]) -> tuple[DataFrame, DataFrame]:
+    out = out.withColumn(key, canonical_id(key))  # "42.0" is user 42, as in the interactions
     ok = _valid_id(F.col(key), id_pattern)
     if observation is not None:  # counted by the write of the good rows: no extra pass
         out = out.observe(observation, F.count_if(~ok | F.col(key).isNull()).alias("rejected"))

@@ -142,8 +142,20 @@ def _bot_rows_by_file(spark: SparkSession, quarantine: Path) -> dict[str, int]:
 def run_clean(spark: SparkSession, cfg: Config, ds: str, landing_root: Path,
               warehouse: Path) -> dict:
     """Clean the landing partition ``ds`` into the warehouse; return the DQ summary."""
+    # Contract column names are exact (a Parquet file may carry both user_id and USER_ID): read
+    # case-sensitively, then put the session back as it was.
+    case_sensitive = spark.conf.get("spark.sql.caseSensitive", "false")
+    spark.conf.set("spark.sql.caseSensitive", "true")
+    try:
+        return _read_and_clean(spark, cfg, ds, landing_root, warehouse)
+    finally:
+        spark.conf.set("spark.sql.caseSensitive", case_sensitive)
+
+
+def _read_and_clean(spark: SparkSession, cfg: Config, ds: str, landing_root: Path,
+                    warehouse: Path) -> dict:
     folder = landing_folder(landing_root, INTERACTIONS, ds)
-    raw, files = landing.read_landing(spark, folder)  # file-level errors raise before any write
+    raw, files = landing.read_landing(spark, folder)  # only a missing folder raises
     for table in (ITEMS, USERS):  # side inputs: fail on unknown formats before writing too
         side = landing_folder(landing_root, table, ds)
         if side.is_dir():

@@ -23,7 +23,7 @@ UTC = dt.timezone.utc
 
 def _raw(spark, rows):
     """Rows of (event_id, user_id, item_id, event_type, value, ts[, malformed]) as landing output."""
-    full = [(*r[:6], r[6] if len(r) > 6 else False, "f.jsonl", f"raw{i}") for i, r in enumerate(rows)]
+    full = [(*r[:6], r[6] if len(r) > 6 else False, "f.jsonl", f"raw{i}", None) for i, r in enumerate(rows)]
     ddl = ", ".join(f"{c} {'boolean' if c == 'malformed' else 'string'}" for c in OUTPUT_COLUMNS)
     return spark.createDataFrame(full, ddl)
 
@@ -55,7 +55,7 @@ def test_every_reason_in_precedence_order(spark, utc):
     rows = [
         ("m", "u1", "i1", "view", None, "2024-01-10T08:00:00Z", True),   # malformed wins
         ("e1", " ", "i1", "view", None, "2024-01-10T08:00:00Z"),
-        ("e2", "u1", "bad item!", "view", None, "2024-01-10T08:00:00Z"),
+        ("e2", "u1", "bad\titem", "view", None, "2024-01-10T08:00:00Z"),
         ("e3", "u1", "i1", "hover", None, "2024-01-10T08:00:00Z"),
         ("e4", "u1", "i1", "view", None, "soon"),
         ("e5", "u1", "i1", "view", None, "2024-01-08T23:59:59Z"),       # > 24 h late
@@ -118,4 +118,43 @@ def test_clean_rows_types_weights_and_values(spark, utc):
 def test_quarantine_rows_keep_reason_file_and_raw(spark, utc):
     rows = [("a", "u1", "i1", "hover", None, "1704888000")]
     out = clean.quarantine_rows(clean.route(_raw(spark, rows), DS, CFG)).collect()
-    assert [tuple(r) for r in out] == [("unknown_event_type", "f.jsonl", "raw0")]
+    assert [tuple(r) for r in out] == [("unknown_event_type", "f.jsonl", "raw0", None)]
+
+
+def test_default_id_pattern_takes_opaque_unicode_ids_and_config_agrees(spark, utc):
+    import re
+
+    import yaml
+
+    from recsys.config import DEFAULT_CONF_DIR
+
+    base = yaml.safe_load((DEFAULT_CONF_DIR / "base.yaml").read_text())["clean"]["id_pattern"]
+    assert base == CleanConfig.model_fields["id_pattern"].default
+    re.compile(base)  # main's configuration compiles it with Python's re (no \p{...} there)
+    cfg = CFG.model_copy(update={"id_pattern": base})
+    ok = ["用户_42", "item with spaces", "a" * 128, "😀" * 128, "u-1:x@y/z+w.v"]
+    bad = ["a" * 129, "u1\n", "\tu1", "u\x00", "u\x7f1", "u\x851", "\u00a0u1", "u1\u00a0", "u1\u0085"]
+    rows = [(f"e{i}", f"u{i}", item, "view", None, "2024-01-10T08:00:00Z") for i, item in enumerate(ok + bad)]
+    got = {r["item_id"]: r["reason"] for r in clean.route(_raw(spark, rows), DS, cfg).collect()}
+    assert got == {**{i: None for i in ok}, **{i: "malformed_id" for i in bad}}
+
+
+def test_canonical_id_is_the_same_in_spark_and_duckdb(spark):
+    import duckdb
+
+    values = ["42.0", "42", "042", "042.000", "+42.0", "-42.0", "-0.0", "4.2e1", "4.2E+1", "1.2345678E7",
+              "1e+20", "1.0E20", "4.5", "-42.50", "4.25e1", "1e20", "12e4", "1e-5", "4200e-2", ".5e1", "5.",
+              "1.00000000000000001e1", "1.2345678901234568E29", "u42", "", "用户_42", " 42.0 ", "4.2.0", "0x1A"]
+    df = spark.createDataFrame([(v,) for v in values], "s string")
+    got = {r["s"]: r["c"] for r in df.select("s", F.expr(clean.canonical_id_sql("trim(s)")).alias("c")).collect()}
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (s VARCHAR)")
+    con.executemany("INSERT INTO t VALUES (?)", [[v] for v in values])
+    duck = dict(con.execute(f"SELECT s, {clean.canonical_id_sql('trim(s)', 'regexp_matches')} FROM t").fetchall())
+    assert got == duck
+    assert {v: got[v] for v in ("42.0", "042.000", "+42.0", "-0.0", "4.2e1", "1.2345678E7", "1e+20")} == {
+        "42.0": "42", "042.000": "42", "+42.0": "42", "-0.0": "0", "4.2e1": "42",
+        "1.2345678E7": "12345678", "1e+20": "100000000000000000000"}
+    # Left as sent: non-integral, plain integers, possible hex ids, negative exponents, non-numbers.
+    for v in ("4.5", "-42.50", "4.25e1", "042", "12e4", "1e-5", "4200e-2", "1.00000000000000001e1", "u42"):
+        assert got[v] == v

@@ -7,7 +7,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recsys.etl.landing import LandingError, discover, read_landing
+from recsys.etl.landing import (
+    LandingError,
+    csv_header,
+    discover,
+    gzip_damage,
+    read_landing,
+)
 
 
 def _folder(tmp_path):
@@ -28,7 +34,9 @@ def test_reads_jsonl_gzip_csv_and_typed_parquet(spark, tmp_path):
     (d / "empty.jsonl").write_text("")
     (d / "_SUCCESS").write_text("")
     df, files = read_landing(spark, d)
-    assert [f.path.name for f in files] == ["a.jsonl", "b.csv.gz", "c.parquet"]
+    # Empty files are listed (so the books show them) but nothing is read from them.
+    assert [(f.path.name, f.empty) for f in files] == [
+        ("a.jsonl", False), ("b.csv.gz", False), ("c.parquet", False), ("empty.jsonl", True)]
     got = sorted(((r["source_file"], r["event_id"], r["user_id"], r["ts"], r["value"], r["malformed"])
                   for r in df.collect()), key=str)
     assert got == [
@@ -48,24 +56,54 @@ def test_missing_folder_is_an_error(tmp_path):
         discover(tmp_path / "nope")
 
 
-def test_unknown_format_names_the_file(tmp_path):
+def test_unknown_format_is_an_unreadable_file_not_an_error(tmp_path):
     d = _folder(tmp_path)
     (d / "dump.xml").write_text("<x/>")
-    with pytest.raises(LandingError, match=r"dump\.xml: unknown file format"):
-        discover(d)
+    (d / "p.parquet.gz").write_bytes(gzip.compress(b"PAR1"))
+    [xml, pgz] = discover(d)
+    assert (xml.lost_reason, xml.readable) == ("unreadable_file", False)
+    assert "unknown file format" in xml.detail
+    assert pgz.lost_reason == "unreadable_file" and "gzip around Parquet" in pgz.detail
 
 
-def test_csv_missing_contract_columns_names_the_file(tmp_path):
+def test_csv_missing_contract_columns_is_bad_columns(tmp_path):
     d = _folder(tmp_path)
     (d / "ok.csv").write_text("event_id,user_id,item_id,event_type,ts\n")
     (d / "bad.csv").write_text("event_id,user,item_id,event_type,ts\ne,u,i,view,1\n")
-    with pytest.raises(LandingError, match=r"bad\.csv: columns contradict.*'user_id'"):
-        discover(d)
+    bad, ok = discover(d)
+    assert (bad.rows_reason, bad.readable) == ("bad_columns", True)
+    assert "missing contract columns ['user_id']" in bad.detail
+    assert ok.rows_reason is None
 
 
-def test_parquet_with_nested_contract_column_names_the_file(tmp_path):
+def test_parquet_with_nested_contract_column_is_bad_columns(tmp_path):
     d = _folder(tmp_path)
     pq.write_table(pa.table({"event_id": ["e"], "user_id": [["u"]], "item_id": ["i"],
                              "event_type": ["view"], "ts": [1]}), d / "n.parquet")
-    with pytest.raises(LandingError, match=r"n\.parquet: column 'user_id' has nested type"):
-        discover(d)
+    [f] = discover(d)
+    assert f.rows_reason == "bad_columns" and "nested type ['user_id']" in f.detail
+
+
+def test_gzip_damage_tells_sound_truncated_corrupt_and_not_gzip(tmp_path):
+    body = "".join(f'{{"event_id":"e{i}","pad":"{i * 7919 % 10007}"}}\n' for i in range(20000)).encode()
+    whole = gzip.compress(body)
+    cases = {
+        "sound.gz": whole,
+        "members.gz": gzip.compress(b"a\n") + gzip.compress(b"b\n"),  # concatenated members are fine
+        "nothing.gz": gzip.compress(b""),
+        "truncated.gz": whole[: len(whole) // 2],
+        "corrupt.gz": whole[: len(whole) // 2] + bytes(64) + whole[len(whole) // 2 + 64:],
+        "plain.gz": body[:100],
+    }
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+    got = {name: gzip_damage(tmp_path / name) for name in cases}
+    assert got["sound.gz"] is None and got["members.gz"] is None and got["nothing.gz"] is None
+    assert got["truncated.gz"][0] == "truncated_file" and "ends early" in got["truncated.gz"][1]
+    assert got["corrupt.gz"][0] == "truncated_file" and "corrupt" in got["corrupt.gz"][1]
+    assert got["plain.gz"] == ("unreadable_file", "not a gzip file")
+
+
+def test_csv_header_skips_bom_and_blank_lines_as_spark_does(tmp_path):
+    (tmp_path / "a.csv").write_bytes("\ufeff\n  \r\nevent_id, user_id\r\ne,u\r\n".encode())
+    assert csv_header(tmp_path / "a.csv") == ("event_id", "user_id")

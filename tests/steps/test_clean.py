@@ -92,16 +92,19 @@ def test_rerun_replaces_only_its_own_partition(spark, cfg, tmp_path):
         ("2024-01-10", "a"), ("2024-01-11", "a"), ("2024-01-11", "z")]
 
 
-def test_bad_file_fails_before_writing_anything(spark, cfg, tmp_path):
+def test_unknown_format_is_quarantined_and_a_missing_folder_still_fails(spark, cfg, tmp_path):
     landing, wh = tmp_path / "landing", tmp_path / "wh"
     ds = "2024-01-10"
     _land(landing, ds, [GOOD % ("a", ds)])
     (landing / "interactions" / f"ds={ds}" / "x.avro").write_text("?")
-    with pytest.raises(LandingError, match=r"x\.avro"):
-        run_clean(spark, cfg, ds, landing, wh)
-    assert not wh.exists()
+    summary = run_clean(spark, cfg, ds, landing, wh)
+    assert (summary["clean"], summary["quarantined"], summary["reasons"]["unreadable_file"]) == (1, 1, 1)
+    [row] = spark.read.parquet(str(io.partition_path(wh, "quarantine", ds))).collect()
+    assert (row["reason"], row["source_file"]) == ("unreadable_file", "x.avro")
+    assert "unknown file format" in row["raw"]
     with pytest.raises(LandingError, match="does not exist"):
         run_clean(spark, cfg, "2024-01-12", landing, wh)
+    assert not io.partition_path(wh, "interactions", "2024-01-12").exists()
 
 
 def test_reconcile_fails_loudly_when_books_do_not_balance():
