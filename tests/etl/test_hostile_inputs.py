@@ -15,9 +15,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from recsys.etl.clean_job import run_clean
 
 from recsys import io
+from recsys.steps.clean import run_clean
 
 DS = "2024-01-10"
 TS = f"{DS}T08:00:00Z"
