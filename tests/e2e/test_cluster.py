@@ -388,10 +388,9 @@ def test_worker_killed_mid_clean_the_step_finishes_with_the_same_output(cluster,
     with it; the driver re-runs the lost tasks on the other executor and the step finishes with
     the undisturbed output.
 
-    Known limit (not tested here): a worker lost *after* the first pass, during the writes, fails
-    the step: `clean_job` keeps its de-duplicated rows in a local checkpoint, whose blocks die
-    with their executor (CHECKPOINT_RDD_BLOCK_ID_NOT_FOUND). The step then fails without
-    publishing anything, and a re-run (the DAG task's retry) starts over.
+    Not tested here: a worker lost *after* the first pass, during the writes. The clean step
+    persists its de-duplicated rows (lineage kept), so lost blocks are recomputed; with the
+    `localCheckpoint` it used before, that loss failed the step (CHECKPOINT_RDD_BLOCK_ID_NOT_FOUND).
     """
     cluster.ensure_workers()
     wh = cluster.home / "wh-killed"
