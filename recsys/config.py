@@ -158,6 +158,9 @@ class TrainConfig(_Frozen):
     validation_fraction: Float = Field(0.1, ge=0.0, lt=1.0)
     # Data-parallel ranks: N > 1 re-launches the train step under torchrun (recsys.distributed).
     processes: StrictInt = Field(1, ge=1)
+    # torch intra-op threads per process: auto = the CPUs this process may use (affinity, cgroup
+    # quota) shared out among the ranks on this machine, or OMP_NUM_THREADS when it is set.
+    threads: Literal["auto"] | Annotated[StrictInt, Field(ge=1)] = "auto"
 
     @field_validator("models")
     @classmethod

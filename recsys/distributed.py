@@ -187,7 +187,9 @@ def launch(nproc: int, module: str, args: Sequence[str], max_restarts: int = 1) 
     """
     env = {**os.environ, CHILD_ENV: "1"}
     # torchrun would set 1 thread per rank with a warning; share the cores out explicitly.
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    from recsys.device import usable_cpus  # lazily: it imports torch
+
+    env.setdefault("OMP_NUM_THREADS", str(max(1, usable_cpus() // nproc)))
     cmd = torchrun_command(nproc, module, args, max_restarts)
     log.info("launching %d ranks: %s", nproc, " ".join(cmd))
     return subprocess.run(cmd, env=env).returncode

@@ -12,7 +12,7 @@ import numpy as np
 
 from recsys.config import Config
 from recsys.data.training_set import load_training_set
-from recsys.device import choose_device
+from recsys.device import choose_device, configure_threads
 from recsys.score._sink import Provenance
 from recsys.score.engine import stage, write_topn
 from recsys.score.publish import published_manifest
@@ -169,6 +169,7 @@ def score_ds(cfg: Config, ds: str, family: str | None = None, generated_at: dt.d
     # The single-node engine reads the day's training set here; the Spark one on its executors.
     ts = load_training_set(cfg.paths.warehouse, ds)
     device = choose_device(cfg.train.device)
+    configure_threads(cfg.train.threads)
     cand = _candidates(cfg, loaded, len(loaded.bundle.item_ids), ds, rescore_with_champion, manifest, used)
     return stage(cfg.paths.warehouse, ds, lambda out: {**write_topn(
         loaded.bundle, ts, prov, out, cfg.score, device, candidates=cand, on_block=on_block),

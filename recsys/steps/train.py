@@ -21,7 +21,7 @@ from pathlib import Path
 from recsys import distributed, tracking
 from recsys.config import Config, check_model_names
 from recsys.data.training_set import holdout_split, load_training_set
-from recsys.device import choose_device
+from recsys.device import choose_device, configure_threads
 from recsys.interactions import Interactions, validation_split
 from recsys.models.base import FitOptions
 from recsys.models.registry import build_model, model_class
@@ -43,6 +43,7 @@ def train_families(
     train, _ = holdout_split(ts)
     fit, validation = carve_validation(train, cfg.train.validation_fraction, cfg.train.seed)
     device = distributed.rank_device(choose_device(cfg.train.device))
+    configure_threads(cfg.train.threads)
     results = []
     for family in families:
         ckpt = cfg.paths.home / "checkpoints" / ds / family
