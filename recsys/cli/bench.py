@@ -93,6 +93,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", dest="json_out", help="write the results here")
     p.set_defaults(func=_bench_train)
 
+    p = bench.add_parser("nightly", help="fit a family and score every user of a synthetic catalog "
+                         "with the product's engine: does it fit the nightly window?")
+    p.add_argument("--model", default=None, help="family (default: score.model of the config)")
+    p.add_argument("--users", type=int, default=100_000)
+    p.add_argument("--items", type=int, default=20_000)
+    p.add_argument("--events", type=int, default=5_000_000)
+    p.add_argument("--epochs", type=int, help="override the family's epochs")
+    p.add_argument("--candidate-epochs", type=int, help="override the candidates model's epochs")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--threads", default="auto", help="torch threads: auto (train.threads) or N")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. score.top_n=100")
+    p.add_argument("--json", dest="json_out", help="write the results here")
+    p.set_defaults(func=_bench_nightly)
+
 
 def _clean(args: argparse.Namespace) -> int:
     from recsys.bench.clean import run_bench
@@ -151,3 +167,22 @@ def _bench_train(args: argparse.Namespace) -> int:
     if args.json_out:
         write_json(result, args.json_out)
     return 1 if any(r.get("error") for r in result["families"]) else 0
+
+
+def _bench_nightly(args: argparse.Namespace) -> int:
+    from jobs._common import parse_set
+    from recsys.bench.nightly import report, run_nightly_bench
+    from recsys.config import load_config
+    from recsys.device import choose_device, configure_threads
+    from recsys.io import write_json
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    cfg = load_config(overrides=parse_set(args.set))
+    configure_threads(args.threads if args.threads == "auto" else int(args.threads))
+    result = run_nightly_bench(cfg, args.model or cfg.score.model, args.users, args.items,
+                               args.events, choose_device(args.device), seed=args.seed,
+                               epochs=args.epochs, candidate_epochs=args.candidate_epochs)
+    print(report(result))
+    if args.json_out:
+        write_json(result, args.json_out)
+    return 0

@@ -25,6 +25,7 @@ import torch
 
 from recsys.interactions import Interactions
 from recsys.models.base import FitOptions, Recommender
+from recsys.models.baselines import ease_weights
 from recsys.models.ease_hybrid import EASEHybrid, activity_scale
 
 log = logging.getLogger(__name__)
@@ -36,12 +37,7 @@ def user_side_weights(seen: sp.csr_matrix, l2: float, power: float,
     """User-user EASE weights ``B`` (scores = ``B.T @ X``), item columns scaled by popularity."""
     x = seen.astype(np.float32).T  # items x users: EASE's "users" are the items here
     x = (sp.diags(activity_scale(x.tocsr(), power)) @ x).tocsr()
-    gram = torch.as_tensor((x.T @ x).toarray(), dtype=torch.float64, device=device)
-    gram.diagonal().add_(l2)
-    p = torch.linalg.inv(gram)
-    b = -p / torch.diagonal(p)
-    b.fill_diagonal_(0.0)
-    return b.float().cpu().numpy()
+    return ease_weights(x, l2, device).float().cpu().numpy()
 
 
 def _zscore(s: np.ndarray, seen: np.ndarray) -> np.ndarray:

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
 from recsys.interactions import Interactions
 from recsys.models.base import FitOptions, Recommender
+from recsys.models.baselines import ease_weights
 
 
 def activity_scale(seen: sp.csr_matrix, power: float) -> np.ndarray:
@@ -44,11 +44,7 @@ class EASEHybrid(Recommender):
         top = sp.hstack([rows, users])
         bottom = sp.hstack([items.T, sp.csr_matrix((items.shape[1], users.shape[1]))])
         x = sp.vstack([top, bottom]).tocsr()
-        gram = torch.as_tensor((x.T @ x).toarray(), dtype=torch.float64, device=options.device)
-        gram.diagonal().add_(cfg.l2)
-        p = torch.linalg.inv(gram)
-        b = -p / torch.diagonal(p)
-        b.fill_diagonal_(0.0)
+        b = ease_weights(x, cfg.l2, options.device)
         self.weights = b[:, : train.n_items].float().cpu().numpy()
         self.user_block = users.tocsr()
         return self
