@@ -74,7 +74,9 @@ PARAMS = {
     "ds": Param(DEFAULT_DS, type=["null", "string"], pattern=DS_PATTERN,
                 title="Date (ds)", description="Partition to process, YYYY-MM-DD (e.g. 2026-11-21). "
                 "Empty: the run's logical date."),
-    "models": Param(["mf_bpr"], type="array", title="Model families to train",
+    # The default is conf/base.yaml's train.models (tests/dags check they agree): ease_hybrid
+    # serves the table (score.model), mf_bpr gives it candidates on large catalogs.
+    "models": Param(["ease_hybrid", "mf_bpr"], type="array", title="Model families to train",
                     items={"type": "string", "enum": list(FAMILIES)}, examples=list(FAMILIES),
                     minItems=1, uniqueItems=True,
                     description="One training task per family; the gate compares each with its champion."),

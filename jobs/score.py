@@ -32,7 +32,11 @@ def run(args: argparse.Namespace) -> int:
     cfg = setup(args, {"score.model": args.model} if args.model else None)
     from recsys.steps.score import score_ds
 
-    print(f"staged {score_ds(cfg, args.ds, rescore_with_champion=args.rescore_with_champion)}")
+    try:
+        staged = score_ds(cfg, args.ds, rescore_with_champion=args.rescore_with_champion)
+    except LookupError as exc:  # no version may serve this day: say which and why, no traceback
+        raise SystemExit(f"error: {exc}") from None
+    print(f"staged {staged}")
     return 0
 
 

@@ -151,7 +151,7 @@ class FeaturesConfig(_Frozen):
 
 
 class TrainConfig(_Frozen):
-    models: tuple[str, ...] = ("mf_bpr",)
+    models: tuple[str, ...] = ("ease_hybrid", "mf_bpr")
     seed: StrictInt = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
     epochs: StrictInt | None = Field(None, ge=1)
@@ -195,7 +195,7 @@ class EvaluateConfig(_Frozen):
 
 class ScoreConfig(_Frozen):
     # The model family whose `champion` version writes the published table.
-    model: str = "mf_bpr"
+    model: str = "ease_hybrid"
     top_n: StrictInt = Field(10, ge=1, le=MAX_TOP_N)
     block_size: StrictInt = Field(4096, ge=1)
     exclude_seen: StrictBool = True

@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ds", default=DEFAULT_DS, help=f"logical date to run (default {DEFAULT_DS})")
     p.add_argument("--days", type=int, default=3,
                    help="days of generated logs ending at --ds; the DAG runs for each, in order")
-    p.add_argument("--models", default="mf_bpr", help="comma-separated families to train")
+    p.add_argument("--models", default=None,
+                   help="comma-separated families to train (default: train.models of the config)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--top-n", type=int, default=10)
     args = p.parse_args(argv)
@@ -122,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     # back over the days before it, and the newest published day is the last one run.
     days = [(dt.date.fromisoformat(start) + dt.timedelta(days=d)).isoformat() for d in range(args.days)]
     for day in days:
-        conf = {"ds": day, "models": args.models.split(","), "top_n": args.top_n}
+        models = args.models.split(",") if args.models else list(cfg.train.models)
+        conf = {"ds": day, "models": models, "top_n": args.top_n}
         if args.epochs:
             conf["epochs"] = args.epochs
         _say(f"Running the Airflow DAG recsys_nightly for ds={day} (airflow dags test) with conf {conf}")

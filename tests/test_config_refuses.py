@@ -223,7 +223,7 @@ def test_models_list_known_names_reach_the_step(recsys_home, monkeypatch):
     calls = _recording_train_families(monkeypatch)
     assert train.main(["--ds", DS, "--models", "mf_bpr, ease"]) == 0
     assert train.main(["--ds", DS]) == 0  # no --models: train.models
-    assert calls == [["mf_bpr", "ease"], ["mf_bpr"]]
+    assert calls == [["mf_bpr", "ease"], ["ease_hybrid", "mf_bpr"]]
     calls = _recording_evaluate_families(monkeypatch)
     assert evaluate.main(["--ds", DS, "--models", "ease"]) == 0
     assert calls == [["ease"]]

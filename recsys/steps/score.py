@@ -66,7 +66,7 @@ def choose_version(cfg: Config, family: str, ds: str, rescore_with_champion: boo
     champ = champion_version(cfg, family)
     if rescore_with_champion:
         if champ is None:
-            raise LookupError(f"no version of {name} has the alias 'champion'; train and evaluate first")
+            raise LookupError(_no_champion(name, family))
         was = f" instead of v{served['version']}, which served the published partition" if served else ""
         return ModelChoice(family, name, champ, "rescore_with_champion",
                            f"--rescore-with-champion: the champion v{champ}{was}")
@@ -81,7 +81,7 @@ def choose_version(cfg: Config, family: str, ds: str, rescore_with_champion: boo
                            f"rerun of ds={ds}: v{info.version} (trained on ds={info.ds}) served its "
                            f"published partition")
     if champ is None:
-        raise LookupError(f"no version of {name} has the alias 'champion'; train and evaluate first")
+        raise LookupError(_no_champion(name, family))
     champ_info = version_info(cfg, family, champ)
     champ_ds = champ_info.ds if champ_info else None
     if champ_ds is None or champ_ds <= ds:
@@ -98,6 +98,12 @@ def choose_version(cfg: Config, family: str, ds: str, rescore_with_champion: boo
                        f"backfill of ds={ds}: the champion v{champ} was trained on later data "
                        f"(ds={champ_ds}); v{pick.version} (trained on ds={pick.ds}) is the newest "
                        f"version trained on data up to ds={ds} that the gate promoted")
+
+
+def _no_champion(name: str, family: str) -> str:
+    return (f"no version of {name} has the alias 'champion': train and evaluate {family} first "
+            f"(score.model is the family that publishes, so train.models, or the run's models, "
+            f"must include {family}), or score with --model <a family that has a champion>")
 
 
 def _served(manifest: dict | None, key: str) -> dict | None:

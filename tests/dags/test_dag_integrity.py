@@ -65,9 +65,24 @@ def _validate(dag, conf):
 
 def test_param_defaults_validate(nightly):
     resolved = nightly.params.validate()
-    assert resolved == {"ds": None, "models": ["mf_bpr"], "top_n": 10, "epochs": None,
+    assert resolved == {"ds": None, "models": ["ease_hybrid", "mf_bpr"], "top_n": 10, "epochs": None,
                         "force_publish": False, "dry_run": False,
                         "rescore_with_champion": False}
+
+
+def test_form_defaults_follow_the_config(nightly, monkeypatch, tmp_path):
+    """The form's default models and top-N are the configuration's, and they train the family
+    that serves the table: a run with the defaults must not publish from a stale champion (or
+    fail for want of one) because the form and conf/base.yaml drifted apart."""
+    from recsys.config import load_config
+
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path))
+    cfg = load_config(env="local")
+    resolved = nightly.params.validate()
+    assert resolved["models"] == list(cfg.train.models)
+    assert resolved["top_n"] == cfg.score.top_n
+    assert cfg.score.model in resolved["models"]
+    assert cfg.score.candidates_model in resolved["models"]
 
 
 @pytest.mark.parametrize("conf", [

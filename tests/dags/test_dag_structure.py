@@ -52,7 +52,7 @@ def test_sensor_reschedules_and_times_out(nightly):
 
 RUN = SimpleNamespace(logical_date=dt.datetime(2024, 5, 6, 2, tzinfo=dt.timezone.utc),
                       run_after=dt.datetime(2024, 5, 7, 2, tzinfo=dt.timezone.utc))
-DEFAULTS = {"ds": None, "models": ["mf_bpr"], "top_n": 10, "epochs": None,
+DEFAULTS = {"ds": None, "models": ["ease_hybrid", "mf_bpr"], "top_n": 10, "epochs": None,
             "force_publish": False, "dry_run": False,
             "rescore_with_champion": False}
 

@@ -49,11 +49,17 @@ def test_nightly_dag_publishes_a_valid_table_and_rerun_is_idempotent(recsys_home
 
     # The published rows name the registered version that carries the `champion` alias.
     client = MlflowClient(cfg.mlflow.tracking_uri)
-    name = cfg.mlflow.registered_name("mf_bpr")
+    # The demo trains the configured families and publishes from score.model (ease_hybrid).
+    assert cfg.score.model == "ease_hybrid" and set(cfg.train.models) == {"ease_hybrid", "mf_bpr"}
+    name = cfg.mlflow.registered_name(cfg.score.model)
     champion = client.get_model_version_by_alias(name, "champion")
+    assert set(table.model_name) == {name}
     assert set(table.model_version) == {str(champion.version)}
     assert set(table.mlflow_run_id) == {champion.run_id}
-    run = client.get_run(champion.run_id)
+    assert client.get_run(champion.run_id).data.params["ds"] == DS
+    # The candidates family trained in the same run, with its learning curve.
+    bpr = client.get_model_version_by_alias(cfg.mlflow.registered_name("mf_bpr"), "champion")
+    run = client.get_run(bpr.run_id)
     assert run.data.params["ds"] == DS and "loss" in run.data.metrics
 
     # Bad rows went to quarantine with a reason, not silently away.

@@ -65,7 +65,8 @@ def test_score_then_publish_jobs(stubs, config, capsys):
     manifest = json.loads((final / "_manifest.json").read_text())
     assert (manifest["row_count"], manifest["user_count"], manifest["model_version"]) == (36, 12, "7")
     assert manifest["scoring"]["users_model"] == 12
-    assert "published ds=2024-03-02: 36 rows, 12 users, recsys_mf_bpr v7" in capsys.readouterr().out
+    served = config.mlflow.registered_name(config.score.model)  # the fake registry serves any family
+    assert f"published ds=2024-03-02: 36 rows, 12 users, {served} v7" in capsys.readouterr().out
 
 
 def test_publish_job_refuses_with_a_clear_message(stubs, config, capsys):
@@ -131,3 +132,14 @@ def test_rerun_job_of_a_published_day_keeps_its_version_unless_told(stubs, regis
     rescored, _ = _published(config)
     assert rescored["model_version"] == "8"
     assert rescored["scoring"]["models"]["model"]["rule"] == "rescore_with_champion"
+
+
+def test_scoring_a_family_that_was_never_trained_names_the_fix(registry, config):
+    """Regression: with score.model ease_hybrid by default, a run that trained only mf_bpr
+    failed with a LookupError traceback; the job now exits with what to train or pass."""
+    from jobs import score
+
+    with pytest.raises(SystemExit, match=r"error: no version of recsys_ease_hybrid has the alias "
+                       r"'champion'.*must include ease_hybrid.*--model"):
+        score.main(["--ds", DS])
+    assert not pending_path(config.paths.warehouse, DS).exists()
