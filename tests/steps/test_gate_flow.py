@@ -3,14 +3,14 @@ model is not promoted, and the table published afterwards still names the old ch
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from recsys import io
 from recsys import tracking as run
 from recsys.config import load_config
-from recsys.schema import TRAINING_SET
+from recsys.data.training_set import write_training_set as write_ts
+from recsys.interactions import Interactions
 from recsys.steps.evaluate import evaluate_families
 from recsys.steps.train import train_families
 
@@ -27,20 +27,11 @@ def write_training_set(warehouse, ds, n_groups=3, items_per_group=10, users_per_
             items = g * items_per_group + rng.choice(items_per_group, 7, replace=False)
             rows += [(user, int(i), 1_700_000_000 + t) for t, i in enumerate(items)]
     u, i, t = map(np.array, zip(*rows))
-    staged = io.staging_path(warehouse, TRAINING_SET, ds)
-    for name, table in {
-        "interactions": pa.table({"user_idx": pa.array(u, pa.int32()), "item_idx": pa.array(i, pa.int32()),
-                                  "weight": pa.array(np.ones(len(u)), pa.float32()),
-                                  "rating": pa.nulls(len(u), pa.float32()),
-                                  "ts": pa.array(t * 1_000_000, pa.timestamp("us"))}),
-        "user_map": pa.table({"user_idx": pa.array(range(n_groups * users_per_group), pa.int32()),
-                              "user_id": [f"user{x:03d}" for x in range(n_groups * users_per_group)]}),
-        "item_map": pa.table({"item_idx": pa.array(range(n_groups * items_per_group), pa.int32()),
-                              "item_id": [f"item{x:03d}" for x in range(n_groups * items_per_group)]}),
-    }.items():
-        (staged / name).mkdir(parents=True)
-        pq.write_table(table, staged / name / "part-0.parquet")
-    io.publish_dir(staged, io.partition_path(warehouse, TRAINING_SET, ds))
+    n_users, n_items = n_groups * users_per_group, n_groups * items_per_group
+    interactions = Interactions(user_idx=u, item_idx=i, weight=np.ones(len(u), np.float32),
+                                n_users=n_users, n_items=n_items, ts=t.astype(np.int64))
+    write_ts(warehouse, ds, interactions, np.array([f"user{x:03d}" for x in range(n_users)]),
+             np.array([f"item{x:03d}" for x in range(n_items)]))
 
 
 @pytest.mark.slow
@@ -51,7 +42,7 @@ def test_worse_challenger_is_not_promoted_and_table_keeps_old_champion(config):
     wh = config.paths.warehouse
     write_training_set(wh, D1)
     write_training_set(wh, D2)
-    small = {"models.mf_bpr.factors": 8, "models.mf_bpr.batch_size": 256, "score.top_n": 5}
+    small = {"score.model": "mf_bpr", "models.mf_bpr.factors": 8, "models.mf_bpr.batch_size": 256, "score.top_n": 5}
 
     good = load_config(overrides={**small, "models.mf_bpr.lr": 0.05})
     (v1,) = train_families(good, D1, ["mf_bpr"], epochs=15, progress=False)

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 D0, D1, D2, D3 = "2026-03-01", "2026-03-02", "2026-03-03", "2026-03-04"
 # Tiny and fast; tolerance 1.0 makes every challenger pass on ndcg@10 (in [0, 1]), so only the
 # rules under test can keep it from being promoted.
-OVERRIDES = {"models.mf_bpr.factors": 8, "models.mf_bpr.batch_size": 256, "models.mf_bpr.lr": 0.05,
+OVERRIDES = {"score.model": "mf_bpr", "models.mf_bpr.factors": 8, "models.mf_bpr.batch_size": 256, "models.mf_bpr.lr": 0.05,
              "score.top_n": 5, "evaluate.tolerance": 1.0}
 JOB_SETS = [x for k, v in OVERRIDES.items() for x in ("--set", f"{k}={v}")]
 

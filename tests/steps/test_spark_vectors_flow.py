@@ -19,7 +19,7 @@ from recsys.score.publish import read_table
 from recsys.score.vectors import read_info, vectors_path
 
 D1, D2 = "2026-02-01", "2026-02-02"
-SMALL = {"models.mf_bpr.factors": 8, "models.mf_bpr.batch_size": 256, "score.top_n": 5}
+SMALL = {"score.model": "mf_bpr", "models.mf_bpr.factors": 8, "models.mf_bpr.batch_size": 256, "score.top_n": 5}
 
 
 def _write_days(warehouse):

@@ -19,12 +19,10 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from recsys import io
-from recsys.schema import TRAINING_SET
+from recsys.data.training_set import write_training_set as write_ts
+from recsys.interactions import Interactions
 
 ROOT = Path(__file__).resolve().parents[2]
 DS = "2026-03-01"
@@ -49,20 +47,10 @@ def write_training_set(warehouse: Path, groups: int = 8, users_per_group: int = 
             rows += [(user, int(i), 1_700_000_000 + t) for t, i in enumerate(items)]
     u, i, t = map(np.array, zip(*rows))
     n_users, n_items = groups * users_per_group, groups * items_per_group
-    staged = io.staging_path(warehouse, TRAINING_SET, DS)
-    for name, table in {
-        "interactions": pa.table({"user_idx": pa.array(u, pa.int32()), "item_idx": pa.array(i, pa.int32()),
-                                  "weight": pa.array(np.ones(len(u)), pa.float32()),
-                                  "rating": pa.nulls(len(u), pa.float32()),
-                                  "ts": pa.array(t * 1_000_000, pa.timestamp("us"))}),
-        "user_map": pa.table({"user_idx": pa.array(range(n_users), pa.int32()),
-                              "user_id": [f"user{x:04d}" for x in range(n_users)]}),
-        "item_map": pa.table({"item_idx": pa.array(range(n_items), pa.int32()),
-                              "item_id": [f"item{x:04d}" for x in range(n_items)]}),
-    }.items():
-        (staged / name).mkdir(parents=True)
-        pq.write_table(table, staged / name / "part-0.parquet")
-    io.publish_dir(staged, io.partition_path(warehouse, TRAINING_SET, DS))
+    interactions = Interactions(user_idx=u, item_idx=i, weight=np.ones(len(u), np.float32),
+                                n_users=n_users, n_items=n_items, ts=t.astype(np.int64))
+    write_ts(warehouse, DS, interactions, np.array([f"user{x:04d}" for x in range(n_users)]),
+             np.array([f"item{x:04d}" for x in range(n_items)]))
 
 
 def _home(tmp_path: Path, name: str) -> Path:
