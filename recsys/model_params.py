@@ -62,6 +62,8 @@ class IALSConfig(BaseModel):
     reg: float = Field(0.01, ge=0)
     reg_exponent: float = Field(1.0, ge=0)
     init_std: float = Field(0.1, gt=0)
+    # Conjugate-gradient steps per half step (implicit's default 3); 0: exact batched solves.
+    cg_steps: int = Field(3, ge=0)
     patience: int = Field(3, ge=1)
 
 
