@@ -21,12 +21,12 @@ class UnknownModelError(ValueError):
 class BPRConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    factors: int = Field(64, ge=1)
-    epochs: int = Field(30, ge=1)
-    batch_size: int = Field(8192, ge=1)
-    lr: float = Field(0.01, gt=0)
-    weight_decay: float = Field(1e-5, ge=0)
-    patience: int = Field(5, ge=1)
+    factors: int = Field(200, ge=1)
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(1024, ge=1)  # triples applied at once (their updates summed)
+    lr: float = Field(0.02, gt=0)  # plain SGD step per triple
+    weight_decay: float = Field(0.02, ge=0)  # L2 per triple on the rows it touches
+    patience: int = Field(10, ge=1)
 
 
 # -- mf_explicit -------------------------------------------------------------------------------
@@ -58,10 +58,12 @@ class IALSConfig(BaseModel):
     factors: int = Field(64, ge=1)
     epochs: int = Field(15, ge=1)
     alpha: float = Field(1.0, ge=0)
-    unobserved_weight: float = Field(0.1, gt=0)
-    reg: float = Field(0.01, ge=0)
+    unobserved_weight: float = Field(0.3, gt=0)
+    reg: float = Field(0.03, ge=0)
     reg_exponent: float = Field(1.0, ge=0)
     init_std: float = Field(0.1, gt=0)
+    # Conjugate-gradient steps per half step (implicit's default 3); 0: exact batched solves.
+    cg_steps: int = Field(3, ge=0)
     patience: int = Field(3, ge=1)
 
 

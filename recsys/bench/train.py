@@ -205,3 +205,149 @@ def markdown_table(result: dict[str, Any]) -> str:
         lines.append(f"| {r['family']} | {r['device']} | {r['epochs'] or '—'} | {rate} | "
                      f"{_fmt(r['wall_s'], 1)} | {_fmt(r['peak_rss_mb'], 0)} |")
     return "\n".join(lines)
+
+
+# -- recsys bench train --compare implicit -----------------------------------------------------
+# implicit's settings besides factors, iterations and threads (which follow ours): ALS with the
+# regularization of the issue-13 anchor (0.458 NDCG@10 on ml-100k), BPR with implicit's defaults.
+IMPLICIT_ALS = {"regularization": 10.0, "alpha": 1.0, "use_cg": True}  # CG: 3 steps
+IMPLICIT_BPR = {"learning_rate": 0.01, "regularization": 0.01, "verify_negative_samples": True}
+COMPARE_SPLIT = {"ratio": 0.75, "seed": 42}  # the reference protocol's per-user split
+
+
+def _ndcg_from_vectors(user_vecs: np.ndarray, item_vecs: np.ndarray, train: Interactions,
+                       test: Interactions, k: int) -> float:
+    """NDCG@k of ``user_vecs . item_vecs`` on ``test``, train items excluded (as recommend does)."""
+    from recsys import metrics
+    from recsys.models.base import top_n
+
+    users = np.unique(test.user_idx)
+    seen = train.csr("ones")[users].tocoo()
+    scores = torch.from_numpy(np.ascontiguousarray(user_vecs[users] @ item_vecs.T, np.float32))
+    items, _ = top_n(scores, k, seen.row.astype(np.int64), seen.col.astype(np.int64))
+    return float(metrics.ndcg_at_k(items, test.csr("ones")[users], k))
+
+
+def _fit_ours(name: str, params: dict[str, Any], train: Interactions, seed: int
+              ) -> tuple[Any, float]:
+    from recsys.models.registry import build_model
+
+    model = build_model(name, params)
+    t0 = time.perf_counter()
+    model.fit(train, FitOptions(device=torch.device("cpu"), seed=seed))
+    return model, time.perf_counter() - t0
+
+
+def _fit_implicit(kind: str, factors: int, iterations: int, threads: int, train: Interactions,
+                  seed: int) -> tuple[Any, float]:
+    """implicit's CPU ALS or BPR on the same user x item matrix (every row a positive of 1)."""
+    from implicit.cpu.als import AlternatingLeastSquares
+    from implicit.cpu.bpr import BayesianPersonalizedRanking
+    from threadpoolctl import threadpool_limits
+
+    cls, settings = ((AlternatingLeastSquares, IMPLICIT_ALS) if kind == "als"
+                     else (BayesianPersonalizedRanking, IMPLICIT_BPR))
+    model = cls(factors=factors, iterations=iterations, num_threads=threads, random_state=seed,
+                **settings)
+    matrix = train.csr("ones").astype(np.float32)
+    with threadpool_limits(threads):  # implicit's BLAS calls too, not only its own loops
+        t0 = time.perf_counter()
+        model.fit(matrix, show_progress=False)
+        seconds = time.perf_counter() - t0
+    return model, seconds
+
+
+def compare_implicit(data: Interactions, config=None, threads: int = 1, seed: int = 42,
+                     epochs: int | None = None, repeat: int = 1, k: int = 10,
+                     description: str = "") -> dict[str, Any]:
+    """Train mf_bpr, implicit's BPR, ials and implicit's ALS on the same split, same factors,
+    epochs and threads; time each fit (best of ``repeat``, runs interleaved) and score NDCG@k.
+
+    Our models use their default configs (``conf/models``); implicit gets our factors and
+    epochs and :data:`IMPLICIT_ALS` / :data:`IMPLICIT_BPR`. samples/s = epochs x train rows /
+    fit seconds (whole ``fit``, set-up included, for both libraries); s/iteration = fit seconds /
+    epochs. Ratios: ours over implicit's, computed from the rows of this run.
+    """
+    try:
+        import implicit  # noqa: F401
+    except ImportError as exc:
+        raise RuntimeError("--compare implicit needs the benchmark-only dependency implicit: "
+                           "pip install implicit (requirements-dev.txt)") from exc
+    from recsys.config import load_config
+    from recsys.interactions import stratified_split
+
+    if repeat < 1:
+        raise ValueError(f"repeat must be >= 1, got {repeat}")
+    config = config or load_config()
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        train, test = stratified_split(data, **COMPARE_SPLIT)
+        rows = []
+        for ours, kind, theirs in (("mf_bpr", "bpr", "implicit BPR"), ("ials", "als", "implicit ALS")):
+            params = dict(config.model_params(ours))
+            if epochs is not None:
+                params["epochs"] = epochs
+            n_epochs, factors = int(params["epochs"]), int(params["factors"])
+            best: dict[str, tuple[Any, float]] = {}
+            for _ in range(repeat):  # interleaved: a burst of load hits both sides alike
+                for label, fit in ((ours, lambda: _fit_ours(ours, params, train, seed)),
+                                   (theirs, lambda: _fit_implicit(kind, factors, n_epochs,
+                                                                  threads, train, seed))):
+                    model, seconds = fit()
+                    if label not in best or seconds < best[label][1]:
+                        best[label] = (model, seconds)
+            for label in (ours, theirs):
+                model, seconds = best[label]
+                if label == ours:
+                    vectors = (model.user_vectors(), model.item_vectors())
+                else:
+                    vectors = (np.asarray(model.user_factors), np.asarray(model.item_factors))
+                rows.append({
+                    "model": label, "library": "recsys" if label == ours else "implicit",
+                    "kind": kind, "factors": factors, "epochs": n_epochs, "threads": threads,
+                    "train_s": seconds, "samples_per_s": n_epochs * len(train) / seconds,
+                    "s_per_iteration": seconds / n_epochs,
+                    f"ndcg@{k}": _ndcg_from_vectors(*vectors, train, test, k),
+                })
+    finally:
+        torch.set_num_threads(previous_threads)
+    by_model = {r["model"]: r for r in rows}
+    ratios = []
+    for ours, theirs, speed, goal in (
+            ("mf_bpr", "implicit BPR", "samples_per_s", ">= 0.5"),
+            ("ials", "implicit ALS", "s_per_iteration", "<= 2")):
+        a, b = by_model[ours], by_model[theirs]
+        ratios.append({"ours": ours, "theirs": theirs, "speed_metric": speed,
+                       "speed_ratio": a[speed] / b[speed], "speed_goal": goal,
+                       f"ndcg@{k}_ratio": a[f"ndcg@{k}"] / b[f"ndcg@{k}"] if b[f"ndcg@{k}"] else None,
+                       f"ndcg@{k}_diff": a[f"ndcg@{k}"] - b[f"ndcg@{k}"]})
+    import implicit as _implicit
+
+    return {
+        "rows": rows, "ratios": ratios, "k": k, "repeat": repeat,
+        "split": dict(COMPARE_SPLIT, train_rows=len(train), test_rows=len(test)),
+        "data": {"source": description, "users": data.n_users, "items": data.n_items,
+                 "rows": len(data)},
+        "implicit": {"version": _implicit.__version__, "als": IMPLICIT_ALS, "bpr": IMPLICIT_BPR},
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "threads": threads},
+    }
+
+
+def compare_table(result: dict[str, Any]) -> str:
+    """The comparison as two markdown tables: the four fits, then ours over implicit's."""
+    k = result["k"]
+    lines = [f"| model | library | factors | epochs | threads | train s | samples/s | s/iteration "
+             f"| NDCG@{k} |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['model']} | {r['library']} | {r['factors']} | {r['epochs']} | "
+                     f"{r['threads']} | {r['train_s']:.3f} | {r['samples_per_s']:,.0f} | "
+                     f"{r['s_per_iteration'] * 1000:.1f} ms | {r[f'ndcg@{k}']:.4f} |")
+    lines += ["", f"| ours vs implicit | speed | ratio (ours / implicit) | goal | NDCG@{k} ours − "
+              "implicit |", "|---|---|---:|---|---:|"]
+    for r in result["ratios"]:
+        speed = "samples/s" if r["speed_metric"] == "samples_per_s" else "s/iteration"
+        lines.append(f"| {r['ours']} vs {r['theirs']} | {speed} | {r['speed_ratio']:.2f} | "
+                     f"{r['speed_goal']} | {r[f'ndcg@{k}_diff']:+.4f} |")
+    return "\n".join(lines)

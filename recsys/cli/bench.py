@@ -87,9 +87,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, help="override every family's epochs (default: its config)")
     p.add_argument("--timeout", type=float, default=1800.0,
                    help="seconds one family may train before it is stopped and reported failed")
-    p.add_argument("--threads", type=int, help="torch intra-op threads per family (default: torch's)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads per family (default: torch's; "
+                   "--compare: 1, for both libraries)")
     p.add_argument("--in-process", action="store_true",
                    help="train in this process (faster start; peak RSS is then the running peak)")
+    p.add_argument("--compare", choices=("implicit",),
+                   help="instead of every family: mf_bpr and ials against implicit's BPR and ALS "
+                   "(same split, factors, epochs, threads; needs `pip install implicit`)")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="--compare: time each fit R times, interleaved, and keep the fastest")
     p.add_argument("--json", dest="json_out", help="write the results here")
     p.set_defaults(func=_bench_train)
 
@@ -159,6 +165,15 @@ def _bench_train(args: argparse.Namespace) -> int:
     if len(shape) != 3:
         raise SystemExit(f"--shape must be USERSxITEMSxRATINGS, got {args.shape!r}")
     data, description = load_interactions(args.data, seed=args.seed, shape=shape)
+    if args.compare == "implicit":
+        from recsys.bench.train import compare_implicit, compare_table
+
+        result = compare_implicit(data, threads=args.threads or 1, seed=args.seed,
+                                  epochs=args.epochs, repeat=args.repeat, description=description)
+        print(compare_table(result))
+        if args.json_out:
+            write_json(result, args.json_out)
+        return 0
     result = run_train_bench(data, families, device=str(choose_device(args.device)),
                              seed=args.seed, epochs=args.epochs, isolate=not args.in_process,
                              timeout=args.timeout, description=description,

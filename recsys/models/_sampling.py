@@ -4,35 +4,53 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+# Up to this many (user, item) cells, seen pairs are held as a dense bitmap (one byte per cell:
+# 128 MiB); beyond, as sorted keys searched with ``searchsorted``.
+DENSE_CELLS = 1 << 27
+
 
 class NegativeSampler:
     """Draws, for each user in a tensor, an item outside that user's training items.
 
-    Seen (user, item) pairs are held as sorted int64 keys ``user * n_items + item``; a draw is
-    checked with one ``searchsorted`` and the collisions are redrawn, a few rounds at most (any
-    still colliding after that are kept: with sparse data they are vanishingly rare).
+    Seen (user, item) pairs are held as a dense boolean matrix when ``n_users * n_items`` is at
+    most :data:`DENSE_CELLS` (a lookup is one gather), else as sorted int64 keys
+    ``user * n_items + item`` (one ``searchsorted``). Collisions are redrawn, and only they are
+    checked again, ``rounds`` times at most (any still colliding after that are kept: with
+    sparse data they are vanishingly rare; a user who has seen every item keeps a seen one).
     """
 
     def __init__(self, user_idx: np.ndarray, item_idx: np.ndarray, n_items: int,
-                 rounds: int = 5) -> None:
-        keys = np.unique(user_idx.astype(np.int64) * n_items + item_idx.astype(np.int64))
-        self.keys = torch.from_numpy(keys)
+                 rounds: int = 10, dense_cells: int = DENSE_CELLS) -> None:
+        keys = user_idx.astype(np.int64) * n_items + item_idx.astype(np.int64)
+        n_users = int(user_idx.max()) + 1 if len(user_idx) else 0
         self.n_items = n_items
         self.rounds = rounds
+        self.dense: torch.Tensor | None = None
+        self.keys: torch.Tensor | None = None
+        if n_users * n_items <= dense_cells:
+            dense = np.zeros(n_users * n_items, dtype=bool)
+            dense[keys] = True
+            self.dense = torch.from_numpy(dense)
+        else:
+            self.keys = torch.from_numpy(np.unique(keys))
 
     def _seen(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         key = users * self.n_items + items
+        if self.dense is not None:
+            return self.dense[key]
+        if len(self.keys) == 0:
+            return torch.zeros_like(key, dtype=torch.bool)
         pos = torch.searchsorted(self.keys, key).clamp_(max=len(self.keys) - 1)
         return self.keys[pos] == key
 
     def sample(self, users: torch.Tensor, gen: torch.Generator, per_user: int = 1) -> torch.Tensor:
         """int64 (len(users), per_user) negatives; ``users`` and the result live on the CPU."""
-        users = users.reshape(-1, 1).expand(-1, per_user)
+        users = users.reshape(-1, 1).expand(-1, per_user).reshape(-1)
         items = torch.randint(0, self.n_items, users.shape, generator=gen)
+        todo = torch.arange(len(users))
         for _ in range(self.rounds):
-            bad = self._seen(users, items)
-            n_bad = int(bad.sum())
-            if n_bad == 0:
+            todo = todo[self._seen(users[todo], items[todo])]
+            if len(todo) == 0:
                 break
-            items[bad] = torch.randint(0, self.n_items, (n_bad,), generator=gen)
-        return items
+            items[todo] = torch.randint(0, self.n_items, (len(todo),), generator=gen)
+        return items.reshape(-1, per_user)

@@ -86,3 +86,64 @@ def test_a_family_over_its_time_limit_is_stopped_and_reported():
     result = run_train_bench(data, ["mf_bpr"], epochs=100_000, isolate=True, timeout=15)
     (row,) = result["families"]
     assert row["error"].startswith("timed out after")
+
+
+def test_compare_implicit_reports_four_fits_and_ratios_from_their_own_numbers(capsys):
+    pytest.importorskip("implicit", reason="implicit is a benchmark-only dependency "
+                        "(requirements-dev.txt); --compare implicit needs it")
+    from recsys.bench.train import compare_implicit, compare_table
+
+    data = synthetic_interactions(60, 50, 900, seed=2)
+    result = compare_implicit(data, threads=1, epochs=2, repeat=2)
+    rows = {r["model"]: r for r in result["rows"]}
+    assert list(rows) == ["mf_bpr", "implicit BPR", "ials", "implicit ALS"]
+    train_rows = result["split"]["train_rows"]
+    assert 0 < train_rows < len(data) and train_rows + result["split"]["test_rows"] == len(data)
+    for r in rows.values():
+        # Same work on both sides: the config's factors, the epochs asked for, one thread.
+        assert (r["epochs"], r["threads"]) == (2, 1)
+        assert r["samples_per_s"] == pytest.approx(2 * train_rows / r["train_s"])
+        assert r["s_per_iteration"] == pytest.approx(r["train_s"] / 2)
+        assert 0.0 <= r["ndcg@10"] <= 1.0
+    assert rows["mf_bpr"]["factors"] == rows["implicit BPR"]["factors"]
+    assert rows["ials"]["factors"] == rows["implicit ALS"]["factors"]
+    bpr, als = result["ratios"]
+    assert bpr["speed_ratio"] == pytest.approx(
+        rows["mf_bpr"]["samples_per_s"] / rows["implicit BPR"]["samples_per_s"])
+    assert als["speed_ratio"] == pytest.approx(
+        rows["ials"]["s_per_iteration"] / rows["implicit ALS"]["s_per_iteration"])
+    assert bpr["ndcg@10_diff"] == pytest.approx(
+        rows["mf_bpr"]["ndcg@10"] - rows["implicit BPR"]["ndcg@10"])
+    table = compare_table(result)
+    assert f"| mf_bpr vs implicit BPR | samples/s | {bpr['speed_ratio']:.2f} | >= 0.5 |" in table
+    assert f"| ials vs implicit ALS | s/iteration | {als['speed_ratio']:.2f} | <= 2 |" in table
+
+
+def test_compare_implicit_from_the_command_line(tmp_path, capsys):
+    pytest.importorskip("implicit", reason="implicit is a benchmark-only dependency")
+    out = tmp_path / "cmp.json"
+    code = main(["bench", "train", "--compare", "implicit", "--shape", "50x40x600",
+                 "--epochs", "2", "--json", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| implicit ALS | implicit |" in printed and "| ials vs implicit ALS |" in printed
+    saved = json.loads(out.read_text())
+    assert [r["model"] for r in saved["rows"]] == ["mf_bpr", "implicit BPR", "ials", "implicit ALS"]
+    assert saved["data"]["rows"] == 600 and saved["rows"][0]["threads"] == 1
+
+
+def test_compare_implicit_without_implicit_says_how_to_get_it(monkeypatch):
+    import builtins
+
+    from recsys.bench.train import compare_implicit
+
+    real_import = builtins.__import__
+
+    def no_implicit(name, *args, **kwargs):
+        if name == "implicit" or name.startswith("implicit."):
+            raise ImportError("No module named 'implicit'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_implicit)
+    with pytest.raises(RuntimeError, match="pip install implicit"):
+        compare_implicit(synthetic_interactions(*TINY, seed=1), epochs=1)
