@@ -377,3 +377,50 @@ def test_forget_refuses_no_users(cfg):
         forget_users(cfg, [])
     with pytest.raises(ValueError, match="not a user id"):
         forget_users(cfg, ["   "])
+
+
+def _group_training_set(wh: Path, ds: str, seed: int = 0) -> None:
+    """Users of group g interacted with 7 of the 10 items of group g (as tests/steps/test_gate_flow)."""
+    from recsys.data.training_set import write_training_set
+    from recsys.interactions import Interactions
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for g in range(3):
+        for k in range(20):
+            items = g * 10 + rng.choice(10, 7, replace=False)
+            rows += [(g * 20 + k, int(i), 1_700_000_000 + t) for t, i in enumerate(items)]
+    u, i, t = map(np.array, zip(*rows))
+    write_training_set(wh, ds, Interactions(u, i, np.ones(len(u), np.float32), n_users=60, n_items=30,
+                                            ts=t),
+                       np.array([f"user{x:03d}" for x in range(60)]), np.array([f"item{x:03d}" for x in range(30)]))
+
+
+@pytest.mark.slow
+def test_next_nightly_gate_replaces_a_champion_trained_on_erased_data(recsys_home):
+    """A deliberately worse challenger is not promoted (tests/steps/test_gate_flow) — unless the
+    champion was trained on the data of a user forgotten since: then the new version, trained
+    without them, replaces it."""
+    from recsys import tracking
+    from recsys.config import load_config
+    from recsys.steps.evaluate import evaluate_families
+    from recsys.steps.forget import forget_users
+    from recsys.steps.train import train_families
+
+    small = {"models.mf_bpr.factors": 8, "models.mf_bpr.batch_size": 256}
+    good = load_config(overrides={**small, "models.mf_bpr.lr": 0.05})
+    wh = good.paths.warehouse
+    _group_training_set(wh, D1)
+    (v1,) = train_families(good, D1, ["mf_bpr"], epochs=15, progress=False)
+    assert evaluate_families(good, D1, ["mf_bpr"])["mf_bpr"].promote
+
+    assert forget_users(good, ["user007"]).versions_tagged == [f"recsys_mf_bpr v{v1.version}"]
+    _group_training_set(wh, D2)  # the next day's training set, built without the user
+    forget_users(good, ["user007"])  # (the generated set has them: the clean step would not)
+    bad = load_config(overrides={**small, "models.mf_bpr.lr": 1e-9})
+    (v2,) = train_families(bad, D2, ["mf_bpr"], epochs=1, progress=False)
+    decision = evaluate_families(bad, D2, ["mf_bpr"])["mf_bpr"]
+    assert decision.promote and "erased" in decision.reason, decision.reason
+    assert decision.champion_value > decision.challenger_value + bad.evaluate.tolerance
+    assert tracking.champion_version(bad, "mf_bpr") == v2.version
+    assert not tracking.erased_data_pending(bad, "mf_bpr", v2.version)
