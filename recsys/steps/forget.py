@@ -216,12 +216,6 @@ def forget_users(cfg: Config, user_ids: list[str], *, warehouse: Path | None = N
     home = Path(cfg.paths.home)
     ids = canonical_ids(user_ids)
     now = dt.datetime.now(dt.timezone.utc)
-    pattern = _erase.token_pattern(ids)
-    id_values = pa.array(ids, pa.string())
-
-    def has_id(col):
-        return pc.fill_null(pc.is_in(col, value_set=id_values), False)
-
     leftovers = _clear_leftovers(wh)
     if leftovers:
         log.info("removed %d staging leftovers of killed runs", len(leftovers))
@@ -240,34 +234,79 @@ def forget_users(cfg: Config, user_ids: list[str], *, warehouse: Path | None = N
     tagged = tracking.mark_versions_trained_on_erased(
         cfg, lambda ds: ds is None or ds in with_users or ds not in trained, now.isoformat())
 
-    rewritten: dict[str, list[str]] = {}
-    removed: dict[str, int] = {}
-    blanked = 0
+    notes = _Notes()
+    _erase_rows(wh, ids, notes)
+    _erase_quarantine(wh, _erase.token_pattern(ids), notes)
+    _erase_training_sets(wh, trained, notes)
+    _erase_vectors(wh, ids, notes)
+    _erase_pending(wh, ids, notes)
 
-    def note(table: str, name: str, n: int) -> None:
-        rewritten.setdefault(table, []).append(name)
-        removed[table] = removed.get(table, 0) + n
+    exports = _refresh_exports(wh, home, ids)
+    traces = []
+    if verify:
+        traces = _erase.find_traces(wh, ids) + (_erase.find_traces(home / EXPORTS, ids)
+                                                if (home / EXPORTS).is_dir() else [])
+    report = ForgetReport(users=len(ids), tombstoned=len(added),
+                          versions_tagged=[f"{v.name} v{v.version}" for v in tagged],
+                          partitions=notes.rewritten, rows_removed=notes.removed,
+                          quarantine_blanked=notes.blanked, exports=exports, traces=traces)
+    log.info("forget: %s", json.dumps({k: v for k, v in report.as_dict().items() if k != "traces"}))
+    if traces:
+        raise ForgetIncomplete(f"erased users are still found in {traces}")
+    return report
 
+
+@dataclasses.dataclass
+class _Notes:
+    """What the rewrites did, for the report."""
+
+    rewritten: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    removed: dict[str, int] = dataclasses.field(default_factory=dict)
+    blanked: int = 0
+
+    def add(self, table: str, name: str, n: int) -> None:
+        self.rewritten.setdefault(table, []).append(name)
+        self.removed[table] = self.removed.get(table, 0) + n
+
+
+def _has(ids: list[str]):
+    values = pa.array(ids, pa.string())
+    return lambda col: pc.fill_null(pc.is_in(col, value_set=values), False)
+
+
+def _removed(counts: dict, sub: str = "") -> int:
+    rows_in, rows_out = counts.get(sub, [0, 0])
+    return rows_in - rows_out
+
+
+def _erase_rows(wh: Path, ids: list[str], notes: _Notes) -> None:
+    """Tables keyed by ``user_id``: clean interactions (and their books), profiles, published
+    recommendations (and their manifest)."""
+    after = {INTERACTIONS: lambda staged, c: _update_dq(staged, _removed(c)),
+             RECOMMENDATIONS: _update_manifest}
     for table in (INTERACTIONS, USERS, RECOMMENDATIONS):
         for ds, part in _partitions(wh, table):
-            if not _erase.any_row(part, "user_id", has_id):
-                continue
-            after = {INTERACTIONS: lambda s, c: _update_dq(s, c[""][0] - c[""][1]),
-                     RECOMMENDATIONS: _update_manifest}.get(table)
-            c = _swap(wh, table, part, {"": _erase.drop_users("user_id", ids)}, after)
-            note(table, ds, c.get("", [0, 0])[0] - c.get("", [0, 0])[1])
+            if _erase.any_row(part, "user_id", _has(ids)):
+                c = _swap(wh, table, part, {"": _erase.drop_users("user_id", ids)}, after.get(table))
+                notes.add(table, ds, _removed(c))
 
+
+def _erase_quarantine(wh: Path, pattern: str, notes: _Notes) -> None:
+    """Quarantined rows that mention a user keep reason and file; their payload is nulled."""
     for ds, part in _partitions(wh, QUARANTINE):
         n = _erase.count_rows(part, "raw", lambda col: _erase.mentions(col, pattern))
         if n:
             _swap(wh, QUARANTINE, part, {"": _erase.blank_payload(pattern)})
-            rewritten.setdefault(QUARANTINE, []).append(ds)
-            blanked += n
+            notes.rewritten.setdefault(QUARANTINE, []).append(ds)
+            notes.blanked += n
 
+
+def _erase_training_sets(wh: Path, trained: dict[str, np.ndarray | None], notes: _Notes) -> None:
+    """Rows, map entries and features of the users; indices renumbered; the day's books copied
+    from the (already rewritten) clean partition, as the features step copies them."""
     for ds, remap in sorted(trained.items()):
         if remap is None:
             continue
-        part = io.partition_path(wh, TRAINING_SET, ds)
         drop = _erase.remap_users(remap)
 
         def copy_dq(staged: Path, counts: dict, ds=ds) -> None:
@@ -275,44 +314,36 @@ def forget_users(cfg: Config, user_ids: list[str], *, warehouse: Path | None = N
             if src.exists() and (staged / quality.DQ_SUMMARY_FILE).exists():
                 shutil.copyfile(src, staged / quality.DQ_SUMMARY_FILE)
 
-        c = _swap(wh, TRAINING_SET, part, {"interactions": drop, "user_map": drop, "user_features": drop},
-                  copy_dq)
-        note(TRAINING_SET, ds, c["interactions"][0] - c["interactions"][1] if "interactions" in c else 0)
+        c = _swap(wh, TRAINING_SET, io.partition_path(wh, TRAINING_SET, ds),
+                  {"interactions": drop, "user_map": drop, "user_features": drop}, copy_dq)
+        notes.add(TRAINING_SET, ds, _removed(c, "interactions"))
+
+
+def _erase_vectors(wh: Path, ids: list[str], notes: _Notes) -> None:
+    """User vectors of every model version (the Spark scorer's copy of the models)."""
+    def count_users(staged: Path, counts: dict) -> None:
+        meta = staged / "_vectors.json"
+        if meta.exists():
+            doc = json.loads(meta.read_text())
+            doc["users"] = counts[USERS][1]
+            meta.write_text(json.dumps(doc, indent=2))
 
     for part in sorted((wh / MODEL_VECTORS).glob("model=*/version=*")):
-        if not io.is_complete(part) or not _erase.any_row(part / USERS, "user_id", has_id):
-            continue
-
-        def count_users(staged: Path, counts: dict) -> None:
-            meta = staged / "_vectors.json"
-            if meta.exists():
-                doc = json.loads(meta.read_text())
-                doc["users"] = counts[USERS][1]
-                meta.write_text(json.dumps(doc, indent=2))
-
-        c = _swap(wh, MODEL_VECTORS, part, {USERS: _erase.drop_users("user_id", ids)}, count_users)
-        note(MODEL_VECTORS, f"{part.parent.name}/{part.name}", c[USERS][0] - c[USERS][1])
+        if io.is_complete(part) and _erase.any_row(part / USERS, "user_id", _has(ids)):
+            c = _swap(wh, MODEL_VECTORS, part, {USERS: _erase.drop_users("user_id", ids)}, count_users)
+            notes.add(MODEL_VECTORS, f"{part.parent.name}/{part.name}", _removed(c, USERS))
     aside = wh / MODEL_VECTORS / STAGING  # publish_dir's aside folder for model_vectors
     if aside.is_dir() and not any(aside.rglob("*.parquet")):
         shutil.rmtree(aside, ignore_errors=True)
 
+
+def _erase_pending(wh: Path, ids: list[str], notes: _Notes) -> None:
+    """A scored table waiting for publish (not read by consumers): rewritten file by file."""
     pending = wh / STAGING / RECOMMENDATIONS
     for folder in sorted(pending.glob("ds=*.pending")) if pending.is_dir() else []:
         n = _erase.rewrite_in_place(folder, _erase.drop_users("user_id", ids))
         if n:
-            note("_staging/recommendations", folder.name, n)
-
-    exports = _refresh_exports(wh, home, ids)
-    traces = _erase.find_traces(wh, ids) + (_erase.find_traces(home / EXPORTS, ids)
-                                            if (home / EXPORTS).is_dir() else [])
-    report = ForgetReport(users=len(ids), tombstoned=len(added),
-                          versions_tagged=[f"{v.name} v{v.version}" for v in tagged],
-                          partitions=rewritten, rows_removed=removed,
-                          quarantine_blanked=blanked, exports=exports, traces=traces)
-    log.info("forget: %s", json.dumps({k: v for k, v in report.as_dict().items() if k != "traces"}))
-    if verify and traces:
-        raise ForgetIncomplete(f"erased users are still found in {traces}")
-    return report
+            notes.add(f"{STAGING}/{RECOMMENDATIONS}", folder.name, n)
 
 
 def _refresh_exports(wh: Path, home: Path, ids: list[str]) -> str | None:
