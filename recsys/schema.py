@@ -25,6 +25,10 @@ USERS = "users"
 # <warehouse>/model_vectors/model=<registered name>/version=<v>/{users,items}/*.parquet.
 # Not partitioned by `ds`: one write-once folder per registered model version.
 MODEL_VECTORS = "model_vectors"
+# The tombstone of `recsys forget`: one row per erased user, a keyed hash of the id (never the
+# id), so that the clean step can quarantine later raw logs of that user (reason erased_user).
+# Not partitioned: append-only files <warehouse>/erasures/part-*.parquet. See docs/privacy.md.
+ERASURES = "erasures"
 
 DS = "ds"
 DS_FORMAT = "%Y-%m-%d"
@@ -134,6 +138,14 @@ USER_VECTORS_ARROW = pa.schema([pa.field("user_id", pa.string(), nullable=False)
                                          nullable=False)])
 ITEM_VECTORS_ARROW = pa.schema([pa.field("item_id", pa.string(), nullable=False),
                                 USER_VECTORS_ARROW.field(VECTOR)])
+
+# The tombstone table (ERASURES): ``user_key`` = hex SHA-256 of the erasure key and the canonical
+# user id (recsys.etl.erasures.user_key), ``key_id`` = which key made it (a fingerprint, not the key).
+ERASURES_ARROW = pa.schema([
+    pa.field("user_key", pa.string(), nullable=False),
+    pa.field("key_id", pa.string(), nullable=False),
+    pa.field("erased_at", pa.timestamp("us", tz="UTC"), nullable=False),
+])
 
 # Values of the `source` column: which path produced a row.
 SOURCE_MODEL = "model"

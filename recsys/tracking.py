@@ -373,3 +373,57 @@ def list_versions(cfg: Config, family: str) -> list[VersionInfo]:
     except MlflowException:  # no such registered model yet
         return []
     return sorted(out, key=lambda v: int(v.version))
+
+
+# --- the right to be forgotten: versions trained on erased users' data --------------------------
+
+ERASED_PENDING_TAG = "erased_users_pending"
+ERASED_AT_TAG = "erased_users_at"
+
+
+def mark_versions_trained_on_erased(cfg: Config, trained_on, erased_at: str) -> list[VersionInfo]:
+    """Tag every registered version of the pipeline's models (names starting with
+    ``mlflow.registered_model_prefix``) that ``trained_on(ds)`` says was fitted on an erased
+    user's data: ``erased_users_pending=true`` and ``erased_users_at=<erased_at>``.
+
+    ``trained_on`` gets the version's ``ds`` tag (None when it has none). Versions already tagged
+    are left as they are. Returns the versions tagged now. The gate
+    (:func:`recsys.evaluate.gate.decide`) replaces a champion carrying the tag with the first
+    challenger that does not.
+    """
+    setup(cfg)
+    client, tagged = MlflowClient(), []
+    prefix = cfg.mlflow.registered_model_prefix
+    names, token = [], None
+    while True:
+        page = client.search_registered_models(page_token=token)
+        names += [rm.name for rm in page if rm.name.startswith(prefix)]
+        token = page.token
+        if not token:
+            break
+    for name in names:
+        token = None
+        while True:
+            page = client.search_model_versions(f"name='{name}'", page_token=token)
+            for mv in page:
+                tags = mv.tags or {}
+                if tags.get(ERASED_PENDING_TAG) == "true" or not trained_on(tags.get("ds")):
+                    continue
+                client.set_model_version_tag(mv.name, mv.version, ERASED_PENDING_TAG, "true")
+                client.set_model_version_tag(mv.name, mv.version, ERASED_AT_TAG, erased_at)
+                tagged.append(_version_info(mv))
+            token = page.token
+            if not token:
+                break
+    return sorted(tagged, key=lambda v: (v.name, int(v.version)))
+
+
+def erased_data_pending(cfg: Config, family: str, version: str) -> bool:
+    """True when version ``version`` of ``family`` was trained on data of a user erased since
+    (tag ``erased_users_pending=true``, set by ``recsys forget``)."""
+    setup(cfg)
+    try:
+        mv = MlflowClient().get_model_version(cfg.mlflow.registered_name(family), str(version))
+    except MlflowException:
+        return False
+    return (mv.tags or {}).get(ERASED_PENDING_TAG) == "true"

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from recsys.config import CleanConfig
+from recsys.etl.erasures import Erasures
 from recsys.etl.clean import (
     _EPOCH_MS_THRESHOLD,
     _REPLACEMENT_CHAR,
@@ -83,7 +84,15 @@ def _raw_sql(con, folder: Path) -> list[str]:
     return parts
 
 
-def _routed_sql(ds: str, cfg: CleanConfig) -> str:
+def _erased_sql(erasures: Erasures | None) -> str:
+    """The erased_user rule (:func:`recsys.etl.clean.erased`): the keyed hash of the user id."""
+    if not erasures:
+        return "false"
+    keys = "[" + ", ".join(_q(k) for k in sorted(erasures.user_keys)) + "]::VARCHAR[]"
+    return f"coalesce(list_contains({keys}, sha256({_q(erasures.prefix)} || user_id)), false)"
+
+
+def _routed_sql(ds: str, cfg: CleanConfig, erasures: Erasures | None = None) -> str:
     lo, hi = _window(ds, cfg)
     types = "[" + ", ".join(_q(t) for t in cfg.event_types) + "]"
     internal = "[" + ", ".join(_q(u) for u in cfg.internal_users) + "]::VARCHAR[]"
@@ -110,6 +119,7 @@ def _routed_sql(ds: str, cfg: CleanConfig) -> str:
     r AS (
       SELECT *, CASE
         WHEN file_reason IS NOT NULL THEN file_reason
+        WHEN {_erased_sql(erasures)} THEN 'erased_user'
         WHEN bad_text THEN 'bad_encoding'
         WHEN malformed THEN 'malformed_row'
         WHEN {blank} THEN 'missing_id'
@@ -140,20 +150,24 @@ def _weight_sql(cfg: CleanConfig) -> str:
     return f"CASE event_type {cases} END"
 
 
-def clean(folder: Path, out: Path, ds: str, cfg: CleanConfig, threads: int = 2) -> dict:
-    """Clean ``folder`` into ``out/{clean,quarantine}.parquet``; return the books."""
+def clean(folder: Path, out: Path, ds: str, cfg: CleanConfig, threads: int = 2,
+          erasures: Erasures | None = None) -> dict:
+    """Clean ``folder`` into ``out/{clean,quarantine}.parquet``; return the books. ``erasures``
+    (the tombstone of ``recsys forget``) files erased users' rows under ``erased_user``, without
+    their payload, as the Spark job does."""
     import duckdb
 
     out.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
     con.execute(f"SET threads = {threads}; SET TimeZone = 'UTC'")
     con.execute("CREATE TEMP TABLE raw AS " + " UNION ALL ".join(_raw_sql(con, folder)))
-    con.execute("CREATE TEMP TABLE routed AS " + _routed_sql(ds, cfg))
+    con.execute("CREATE TEMP TABLE routed AS " + _routed_sql(ds, cfg, erasures))
     value = "CASE WHEN event_type IN ('rating', 'purchase') THEN value_num END"
     con.execute(f"COPY (SELECT event_id, user_id, item_id, event_type, {value} AS value, "
                 f"{_weight_sql(cfg)} AS weight, ts_parsed AS ts FROM routed "
                 f"WHERE reason IS NULL AND NOT duplicate) TO {_q(str(out / 'clean.parquet'))} (FORMAT parquet)")
-    con.execute(f"COPY (SELECT reason, source_file, raw FROM routed WHERE reason IS NOT NULL) "
+    con.execute(f"COPY (SELECT reason, source_file, CASE WHEN reason <> 'erased_user' THEN raw END AS raw "
+                f"FROM routed WHERE reason IS NOT NULL) "
                 f"TO {_q(str(out / 'quarantine.parquet'))} (FORMAT parquet)")
     raw, dup, = con.execute("SELECT count(*), count(*) FILTER (duplicate) FROM routed").fetchone()
     clean_n = con.execute(f"SELECT count(*) FROM {_q(str(out / 'clean.parquet'))}").fetchone()[0]

@@ -1,4 +1,4 @@
-"""``recsys clean|features|train|evaluate|score|publish``: the DAG's steps without Airflow.
+"""``recsys clean|features|train|evaluate|score|publish|forget``: the DAG's steps without Airflow.
 
 Each runs ``jobs/<job>.py``: same arguments (its ``build_parser()``), same code (its
 ``run(args)``), so the CLI and the DAG cannot drift apart.
@@ -15,6 +15,7 @@ STEPS = (
     ("evaluate", "evaluate", "champion/challenger gate for the versions trained for a ds"),
     ("score", "score", "score all users for a ds with the version serving it; stage the top-N table"),
     ("publish", "publish", "validate the staged top-N table of a ds and publish it"),
+    ("forget", "forget", "erase users from the warehouse and tombstone them (right to be forgotten)"),
 )
 
 

@@ -14,6 +14,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from recsys.config import CleanConfig
+from recsys.etl.erasures import Erasures
 from recsys.etl.reasons import QuarantineReason as R
 from recsys.io import parse_ds
 from recsys.schema import CLEAN_INTERACTIONS, QUARANTINE_ROWS, RAW_FIELDS
@@ -118,8 +119,18 @@ def _blank(c: str) -> Column:
     return F.col(c).isNull() | (F.col(c) == "")
 
 
-def row_reason(ds: str, cfg: CleanConfig) -> Column:
-    """The first rule (in QuarantineReason order) a typed row breaks; null when it passes all."""
+def erased(col: Column, erasures: Erasures) -> Column:
+    """``col`` (a canonical user id) is in the tombstone: its keyed hash is one of the erased
+    users' (:mod:`recsys.etl.erasures`). Null for a null id."""
+    digest = F.sha2(F.concat(F.lit(erasures.prefix), col), 256)
+    return digest.isin(sorted(erasures.user_keys))
+
+
+def row_reason(ds: str, cfg: CleanConfig, erasures: Erasures | None = None) -> Column:
+    """The first rule (in QuarantineReason order) a typed row breaks; null when it passes all.
+
+    ``erasures``: the tombstone of ``recsys forget``; a row of an erased user is filed under
+    ``erased_user`` before any row-level rule (so no other rule keeps its payload)."""
     lo, hi = _window(ds, cfg)
     bad_id = None
     for c in ID_FIELDS:
@@ -135,8 +146,10 @@ def row_reason(ds: str, cfg: CleanConfig) -> Column:
     value_ok = (F.when(F.col("event_type") == "rating", rating_ok)
                 .when(F.col("event_type") == "purchase", qty_ok).otherwise(F.lit(True)))
     internal = list(cfg.internal_users)
+    gone = erased(F.col("user_id"), erasures) if erasures else F.lit(False)
     return (
         F.when(F.col("file_reason").isNotNull(), F.col("file_reason"))
+        .when(gone, R.ERASED_USER.value)
         .when(~F.col("text_ok"), R.BAD_ENCODING.value)
         .when(F.col("malformed"), R.MALFORMED_ROW.value)
         .when(_blank("event_id") | _blank("user_id") | _blank("item_id"), R.MISSING_ID.value)
@@ -198,19 +211,20 @@ def mark_bots(marked: DataFrame, cfg: CleanConfig, bots: list[str] | None = None
     return df.withColumn("weight", F.when(F.col("reason").isNull(), weight(cfg)))
 
 
-def with_reasons(raw: DataFrame, ds: str, cfg: CleanConfig) -> DataFrame:
+def with_reasons(raw: DataFrame, ds: str, cfg: CleanConfig,
+                 erasures: Erasures | None = None) -> DataFrame:
     """Typed rows with the row-level ``reason`` (the part of routing that needs no shuffle).
 
     The columns only the rules read (``value_raw``, ``malformed``, ...) are dropped here, so they
     are neither shuffled nor stored by what follows.
     """
-    return typed(raw).withColumn("reason", row_reason(ds, cfg)).drop(
+    return typed(raw).withColumn("reason", row_reason(ds, cfg, erasures)).drop(
         "value_raw", "malformed", "file_reason", "text_ok")
 
 
-def route(raw: DataFrame, ds: str, cfg: CleanConfig) -> DataFrame:
+def route(raw: DataFrame, ds: str, cfg: CleanConfig, erasures: Erasures | None = None) -> DataFrame:
     """Typed rows with ``reason`` (null = good), ``duplicate`` and ``weight`` columns."""
-    return mark_bots(mark_duplicates(with_reasons(raw, ds, cfg)), cfg)
+    return mark_bots(mark_duplicates(with_reasons(raw, ds, cfg, erasures)), cfg)
 
 
 def clean_rows(routed: DataFrame) -> DataFrame:
@@ -228,11 +242,13 @@ def quarantine_rows(routed: DataFrame) -> DataFrame:
 
     The table stays valid UTF-8 (readable by DuckDB, pyarrow, pandas): a ``raw`` that is not
     has each bad byte replaced by U+FFFD, and ``raw_b64`` keeps its bytes as they came (base64;
-    null for every other row).
+    null for every other row). A row of an erased user keeps its reason and file, never its
+    payload: ``raw`` and ``raw_b64`` are null.
     """
     valid = F.expr("is_valid_utf8(raw)")
-    raw = F.when(valid, F.col("raw")).otherwise(F.expr("make_valid_utf8(raw)"))
-    b64 = F.when(~valid, F.base64(F.col("raw").cast("binary")))
+    kept = F.col("reason") != R.ERASED_USER.value
+    raw = F.when(kept, F.when(valid, F.col("raw")).otherwise(F.expr("make_valid_utf8(raw)")))
+    b64 = F.when(kept & ~valid, F.base64(F.col("raw").cast("binary")))
     out = routed.where(F.col("reason").isNotNull()).select(
         "reason", "source_file", raw.alias("raw"), b64.alias("raw_b64"))
     return _conform(out, QUARANTINE_ROWS)

@@ -152,10 +152,16 @@ def summarize(ds: str, counts: dict, clean: dict, quarantined: int, files: list[
 
 
 def reconcile(summary: dict) -> None:
-    """Fail loudly unless every raw row is accounted for exactly once."""
+    """Fail loudly unless every raw row is accounted for exactly once.
+
+    ``erased`` (absent = 0) counts clean rows that ``recsys forget`` removed after the day was
+    cleaned: raw = clean + duplicates + quarantined + erased.
+    """
     raw, clean, dup, quar = (summary[k] for k in ("raw", "clean", "duplicates", "quarantined"))
+    gone = summary.get("erased", 0)
     by_reason = sum(summary["reasons"].values())
-    if raw != clean + dup + quar or by_reason != quar:
+    if raw != clean + dup + quar + gone or by_reason != quar:
         raise ReconciliationError(
             f"ds={summary['ds']}: raw={raw} but clean={clean} + duplicates={dup} + "
-            f"quarantined={quar} = {clean + dup + quar} (quarantine by reason sums to {by_reason})")
+            f"quarantined={quar} + erased={gone} = {clean + dup + quar + gone} "
+            f"(quarantine by reason sums to {by_reason})")

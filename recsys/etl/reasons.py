@@ -14,6 +14,7 @@ class QuarantineReason(StrEnum):
     TRUNCATED_FILE = "truncated_file"        # one row for what follows the damage in a gzip stream
     BAD_COLUMNS = "bad_columns"              # every row of a file whose header/schema breaks the contract
     # Row-level.
+    ERASED_USER = "erased_user"              # the user asked to be forgotten (recsys forget): payload dropped
     BAD_ENCODING = "bad_encoding"            # not valid UTF-8, or U+FFFD (a byte a reader could not decode)
     MALFORMED_ROW = "malformed_row"          # not one JSON object per line / CSV with wrong column count
     MISSING_ID = "missing_id"                # event_id, user_id or item_id null or blank

@@ -37,6 +37,7 @@ def decide(
     champion_ds: str | None = None,
     challenger_ds: str | None = None,
     force_promote: bool = False,
+    champion_erased: bool = False,
 ) -> GateDecision:
     """Promote the challenger unless it is worse than the champion by more than ``tolerance``,
     or was trained on older data than the champion.
@@ -50,8 +51,20 @@ def decide(
     backfill of a past day) is never promoted, whatever its metrics, unless ``force_promote``;
     ``force_promote`` lifts only that rule, the metric comparison still applies. An unknown
     ``ds`` (None or not ``YYYY-MM-DD``) does not trigger the rule.
+
+    ``champion_erased``: the champion was trained on data of a user erased since (``recsys
+    forget`` tagged it); the caller passes it only for a challenger without that tag. Such a
+    challenger is promoted whatever the comparison or the dates, provided it has a finite value
+    for ``metric``: a model holding erased users' data is never kept once a clean one exists.
     """
     on_metrics = _decide_on_metrics(champion, challenger, metric, tolerance)
+    if champion is not None and champion_erased:
+        value = challenger.get(metric)
+        if value is not None and math.isfinite(float(value)):
+            return dataclasses.replace(on_metrics, promote=True, reason=(
+                "the champion was trained on data of users erased since (tag "
+                "erased_users_pending): the challenger, trained without them, replaces it "
+                f"whatever the metrics. On metrics alone: {on_metrics.reason}"))
     if champion is None or not _older(challenger_ds, champion_ds):
         return on_metrics
     if force_promote:

@@ -19,7 +19,7 @@ from pyspark.sql import types as T
 
 from recsys import io
 from recsys.config import Config
-from recsys.etl import clean, landing, quality, side_inputs
+from recsys.etl import clean, erasures, landing, quality, side_inputs
 from recsys.etl.reasons import QuarantineReason as R
 from recsys.schema import DS, INTERACTIONS, ITEMS, QUARANTINE, USERS
 from recsys.spark import get_spark
@@ -37,7 +37,8 @@ def landing_folder(landing_root: Path, table: str, ds: str) -> Path:
     return Path(landing_root) / table / f"{DS}={ds}"
 
 
-def _route_once(raw: DataFrame, ds: str, cfg: Config) -> tuple[DataFrame, dict, DataFrame]:
+def _route_once(raw: DataFrame, ds: str, cfg: Config,
+                erased: erasures.Erasures | None = None) -> tuple[DataFrame, dict, DataFrame]:
     """Route with the files read, parsed and shuffled once; returns (routed rows, tally, the
     persisted frame, which the caller unpersists once the writes are done).
 
@@ -53,7 +54,7 @@ def _route_once(raw: DataFrame, ds: str, cfg: Config) -> tuple[DataFrame, dict, 
     matches cached data by plan, so a rerun of the day over changed landing files would
     otherwise read the first run's rows.
     """
-    marked = clean.mark_duplicates(clean.with_reasons(raw, ds, cfg.clean))
+    marked = clean.mark_duplicates(clean.with_reasons(raw, ds, cfg.clean, erased))
     marked = marked.persist(StorageLevel.DISK_ONLY)
     tallied = quality.tally(marked, cfg.clean.bot_max_events_per_day)
     return clean.mark_bots(marked, cfg.clean, list(tallied["bots"])), tallied, marked
@@ -89,8 +90,9 @@ def _parquet_rows(path: Path) -> int:
 
 
 def _stage_side(spark: SparkSession, cfg: Config, landing_root: Path, warehouse: Path,
-                ds: str) -> tuple[dict[str, Path], dict]:
-    """Clean and stage the item catalog and user profiles that exist for ``ds``."""
+                ds: str, erased: erasures.Erasures | None = None) -> tuple[dict[str, Path], dict]:
+    """Clean and stage the item catalog and user profiles that exist for ``ds``; profiles of
+    erased users (``recsys forget``) are dropped and counted (``erased``)."""
     staged, stats = {}, {}
     for table, cleaner in ((ITEMS, side_inputs.clean_items), (USERS, side_inputs.clean_users)):
         raw = side_inputs.read_side_input(spark, landing_folder(landing_root, table, ds))
@@ -98,9 +100,18 @@ def _stage_side(spark: SparkSession, cfg: Config, landing_root: Path, warehouse:
             continue
         obs = Observation(f"{table}_rejected")
         good, _ = cleaner(raw, cfg.clean.id_pattern, obs)
+        gone = None
+        if table == USERS and erased:
+            gone = Observation("users_erased")
+            good = (good.withColumn("_erased", F.coalesce(clean.erased(F.col("user_id"), erased),
+                                                          F.lit(False)))
+                    .observe(gone, F.count_if("_erased").alias("erased"))
+                    .where(~F.col("_erased")).drop("_erased"))
         path = io.staging_path(warehouse, table, ds)
         good.write.parquet(str(path))
         stats[table] = {"rows": _parquet_rows(path), "rejected": int(obs.get["rejected"])}
+        if gone is not None:
+            stats[table]["erased"] = int(gone.get["erased"])
         staged[table] = path
     return staged, stats
 
@@ -155,6 +166,8 @@ def run_clean(spark: SparkSession, cfg: Config, ds: str, landing_root: Path,
 def _read_and_clean(spark: SparkSession, cfg: Config, ds: str, landing_root: Path,
                     warehouse: Path) -> dict:
     folder = landing_folder(landing_root, INTERACTIONS, ds)
+    # The tombstone of `recsys forget` first: without its key the step must not run at all.
+    erased = erasures.read_erasures(warehouse, cfg.paths.home)
     raw, files = landing.read_landing(spark, folder)  # only a missing folder raises
     for table in (ITEMS, USERS):  # side inputs: fail on unknown formats before writing too
         side = landing_folder(landing_root, table, ds)
@@ -165,13 +178,14 @@ def _read_and_clean(spark: SparkSession, cfg: Config, ds: str, landing_root: Pat
     configured = int(spark.conf.get("spark.sql.shuffle.partitions"))
     spark.conf.set("spark.sql.shuffle.partitions", shuffle_partitions(files, configured))
     try:
-        return _clean(spark, cfg, ds, landing_root, warehouse, raw, files)
+        return _clean(spark, cfg, ds, landing_root, warehouse, raw, files, erased)
     finally:
         spark.conf.set("spark.sql.shuffle.partitions", configured)
 
 
 def _clean(spark: SparkSession, cfg: Config, ds: str, landing_root: Path, warehouse: Path,
-           raw: DataFrame | None, files: list[landing.LandingFile]) -> dict:
+           raw: DataFrame | None, files: list[landing.LandingFile],
+           erased: erasures.Erasures | None = None) -> dict:
     for table in (INTERACTIONS, QUARANTINE, ITEMS, USERS):
         io.clear_staging(warehouse, table, ds)
     if raw is None:
@@ -180,14 +194,14 @@ def _clean(spark: SparkSession, cfg: Config, ds: str, landing_root: Path, wareho
     staged: dict[str, Path] = {}
     persisted = None
     try:
-        routed, tallied, persisted = _route_once(raw, ds, cfg)
+        routed, tallied, persisted = _route_once(raw, ds, cfg, erased)
         staged[INTERACTIONS] = io.staging_path(warehouse, INTERACTIONS, ds)
         staged[QUARANTINE] = io.staging_path(warehouse, QUARANTINE, ds)
         ts_range = _write_interactions(routed, staged)
         bot_files = _bot_rows_by_file(spark, staged[QUARANTINE]) if tallied["bots"] else {}
         counts = quality.with_bots(tallied, bot_files, names)
         file_counts = _file_counts(counts, files)
-        side_staged, side_stats = _stage_side(spark, cfg, landing_root, warehouse, ds)
+        side_staged, side_stats = _stage_side(spark, cfg, landing_root, warehouse, ds, erased)
         staged.update(side_staged)
         # The books check the files: clean and quarantined rows are counted in what was written.
         stats = _clean_stats(spark, staged, tallied, ts_range)

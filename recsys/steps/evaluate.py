@@ -63,16 +63,21 @@ def evaluate_families(cfg: Config, ds: str, families: list[str],
             raise LookupError(f"no version of {family} was trained for ds={ds}; run train first")
         challenger = tracking.load_version(cfg, family, version)
         champ_version = tracking.champion_version(cfg, family)
-        champion, champ_ds = None, None
+        champion, champ_ds, champ_erased = None, None, False
         if champ_version is not None and champ_version != version:
             champion = tracking.load_version(cfg, family, champ_version)
             champ_info = tracking.version_info(cfg, family, champ_version)
             champ_ds = champ_info.ds if champ_info else None
+            # `recsys forget` tagged the champion: a challenger trained without the erased
+            # users replaces it (unless it was trained on their data too).
+            champ_erased = (tracking.erased_data_pending(cfg, family, champ_version)
+                            and not tracking.erased_data_pending(cfg, family, version))
         models = [challenger] + ([champion] if champion else [])
         metrics = compare_on_holdout(cfg, ts, models)
         decision = decide(metrics[1] if champion else None, metrics[0],
                           metric=cfg.evaluate.metric, tolerance=cfg.evaluate.tolerance,
-                          champion_ds=champ_ds, challenger_ds=ds, force_promote=force_promote)
+                          champion_ds=champ_ds, challenger_ds=ds, force_promote=force_promote,
+                          champion_erased=champ_erased)
         tracking.record_gate(cfg, family, challenger, champion, decision, metrics[0],
                         metrics[1] if champion else None)
         decisions[family] = decision

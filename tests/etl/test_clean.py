@@ -121,6 +121,30 @@ def test_quarantine_rows_keep_reason_file_and_raw(spark, utc):
     assert [tuple(r) for r in out] == [("unknown_event_type", "f.jsonl", "raw0", None)]
 
 
+def test_erased_users_are_quarantined_first_without_payload(spark, utc):
+    """The tombstone's keyed hash, matched on the canonical id: `erased_user` comes before every
+    row rule (so a bad ts does not keep the payload), other users and other keys are untouched."""
+    from recsys.etl.erasures import Erasures, user_key
+
+    gone = Erasures(key="k1", user_keys=frozenset({user_key("k1", "42"), user_key("k1", "ann")}))
+    rows = [
+        ("a", " 42.0 ", "i1", "view", None, "2024-01-10T08:00:00Z"),   # canonical: 42
+        ("b", "ann", "i1", "view", None, "soon"),                      # would be bad_ts
+        ("c", "ann", "i1", "view", None, "2024-01-10T08:00:00Z", True),  # malformed, id readable
+        ("d", "420", "i1", "view", None, "2024-01-10T08:00:00Z"),
+        ("e", "bob", "i1", "view", None, "2024-01-10T08:00:00Z"),
+    ]
+    routed = clean.route(_raw(spark, rows), DS, CFG, gone)
+    assert {r["event_id"]: r["reason"] for r in routed.collect()} == {
+        "a": "erased_user", "b": "erased_user", "c": "erased_user", "d": None, "e": None}
+    assert [tuple(r) for r in clean.quarantine_rows(routed).collect()] == \
+        [("erased_user", "f.jsonl", None, None)] * 3
+    # The same rows under another key: nobody is recognised.
+    other = Erasures(key="k2", user_keys=gone.user_keys)
+    assert {r["reason"] for r in clean.route(_raw(spark, rows), DS, CFG, other).collect()} == \
+        {None, "bad_ts", "malformed_row"}
+
+
 def test_default_id_pattern_takes_opaque_unicode_ids_and_config_agrees(spark, utc):
     import re
 
