@@ -213,7 +213,8 @@ def iter_blocks(bundle: Bundle, data: ScoringData, options: ScoreConfig,
             out_items[warm], out_scores[warm] = scorer.topn(plan.model_user[rows], n, r, c)
             if support is not None:
                 hr, hi, _ = foldin.history(plan.seen, rows, day_to_model)
-                why[warm] = reasons.because(support, hr, hi, out_items[warm])
+                why[warm] = reasons.because(support, hr, hi, out_items[warm],
+                                             may_overlap=not options.exclude_seen)
         cold_rows = ~warm & (source != FOLD_IN)
         if cold_rows.any():
             sub_i, sub_s, sub_src = out_items[cold_rows], out_scores[cold_rows], source[cold_rows]

@@ -123,5 +123,6 @@ def fold_in_block(fold: FoldIn, support: reasons.Support | None, seen: sp.csr_ma
     else:
         mr = mc = np.empty(0, np.int64)
     top, scores = fold.topn(r, model_items, b, n, mr, mc)
-    why = None if support is None else reasons.because(support, r, model_items, top)
+    why = None if support is None else reasons.because(support, r, model_items, top,
+                                                           may_overlap=not exclude_seen)
     return ok, top, scores, why

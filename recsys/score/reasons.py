@@ -25,14 +25,17 @@ import torch
 from recsys.models.base import Recommender
 from recsys.schema import MAX_BECAUSE
 
-# Cells of the (rows, n, history) support tensor materialized at once (bounds memory).
-_CELLS = 1 << 22
+# Cells of the (rows, n, history) support tensor materialized at once: small enough that a
+# chunk's gather, product and top-k stay in cache.
+_CELLS = 1 << 18
 
 
 class Support(Protocol):
+    n_items: int
+
     def terms(self, hist: np.ndarray, chosen: np.ndarray) -> torch.Tensor:
         """(c, n, H) support of history item ``hist[r, h]`` for chosen item ``chosen[r, k]``
-        (both model item indices, already clipped to >= 0; the caller masks padding)."""
+        (model item indices; padding is index ``n_items``, whose support is 0)."""
 
 
 class ItemItemSupport:
@@ -42,15 +45,23 @@ class ItemItemSupport:
         if sp.issparse(matrix) and matrix.shape[0] * matrix.shape[1] <= 1 << 26:
             matrix = matrix.toarray()  # item-kNN on a catalog small enough: gathers are cheaper
         self.sparse = sp.issparse(matrix)
-        self.b = matrix.tocsr() if self.sparse else torch.from_numpy(np.ascontiguousarray(matrix, np.float32))
+        self.n_items = m = matrix.shape[0]
+        if self.sparse:  # one zero row and column more: the padding index
+            self.b = sp.csr_matrix(sp.block_diag([matrix, sp.csr_matrix((1, 1))]))
+        else:
+            b = np.zeros((m + 1, m + 1), np.float32)
+            b[:m, :m] = matrix
+            self.flat, self.width = torch.from_numpy(b).view(-1), m + 1
 
     def terms(self, hist: np.ndarray, chosen: np.ndarray) -> torch.Tensor:
-        rows = np.broadcast_to(hist[:, None, :], (len(hist), chosen.shape[1], hist.shape[1]))
-        cols = np.broadcast_to(chosen[:, :, None], rows.shape)
         if self.sparse:
+            rows = np.broadcast_to(hist[:, None, :], (len(hist), chosen.shape[1], hist.shape[1]))
+            cols = np.broadcast_to(chosen[:, :, None], rows.shape)
             vals = np.asarray(self.b[rows.ravel(), cols.ravel()], np.float32).reshape(rows.shape)
             return torch.from_numpy(vals)
-        return self.b[torch.from_numpy(np.ascontiguousarray(rows)), torch.from_numpy(np.ascontiguousarray(cols))]
+        # B[j, i] at flat position j * width + i, gathered in one pass.
+        pos = torch.from_numpy(hist * self.width)[:, None, :] + torch.from_numpy(chosen)[:, :, None]
+        return self.flat.take(pos)
 
 
 class VectorSupport:
@@ -58,26 +69,28 @@ class VectorSupport:
 
     def __init__(self, item_vectors: np.ndarray) -> None:
         v = np.asarray(item_vectors, np.float32)
+        self.n_items = len(v)
         norms = np.linalg.norm(v, axis=1, keepdims=True)
-        self.v = torch.from_numpy(np.ascontiguousarray(v / np.where(norms > 0, norms, 1.0)))
+        unit = np.zeros((len(v) + 1, v.shape[1]), np.float32)  # one zero row more: the padding
+        unit[: len(v)] = v / np.where(norms > 0, norms, 1.0)
+        self.v = torch.from_numpy(unit)
 
     def terms(self, hist: np.ndarray, chosen: np.ndarray) -> torch.Tensor:
-        a = self.v[torch.from_numpy(chosen)]  # (c, n, f)
-        h = self.v[torch.from_numpy(hist)]  # (c, H, f)
-        return torch.bmm(a, h.transpose(1, 2))
+        c, n, h, f = len(chosen), chosen.shape[1], hist.shape[1], self.v.shape[1]
+        a = self.v.index_select(0, torch.from_numpy(chosen.reshape(-1))).view(c, n, f)
+        b = self.v.index_select(0, torch.from_numpy(hist.reshape(-1))).view(c, h, f)
+        return torch.bmm(a, b.transpose(1, 2))
 
 
-def support_for(model: Recommender | None, item_vectors: np.ndarray | None = None) -> Support | None:
-    """The support of ``model`` (item-item matrix first, else its item vectors), or of plain
-    ``item_vectors`` (the Spark engine's executors hold only those). None: no reasons."""
-    if model is not None:
-        matrix = item_item_matrix(model)
-        if matrix is not None:
-            return ItemItemSupport(matrix)
-        if model.factorized:
-            return VectorSupport(model.item_vectors())
-        return None
-    return None if item_vectors is None else VectorSupport(item_vectors)
+def support_for(model: Recommender) -> Support | None:
+    """The support of ``model``: its item-item matrix, else its item vectors; None: no reasons
+    (families that neither factorize nor expose an item-item matrix)."""
+    matrix = item_item_matrix(model)
+    if matrix is not None:
+        return ItemItemSupport(matrix)
+    if model.factorized:
+        return VectorSupport(model.item_vectors())
+    return None
 
 
 def item_item_matrix(model: Recommender) -> np.ndarray | sp.spmatrix | None:
@@ -87,16 +100,17 @@ def item_item_matrix(model: Recommender) -> np.ndarray | sp.spmatrix | None:
 
 
 def because(support: Support, rows: np.ndarray, items: np.ndarray, chosen: np.ndarray,
-            k: int = MAX_BECAUSE) -> np.ndarray:
+            k: int = MAX_BECAUSE, may_overlap: bool = True) -> np.ndarray:
     """(b, n, k) history items (model indices, -1 padded) behind each chosen item, best first.
 
-    ``rows``/``items``: the block's history entries (row in block, model item index; entries of
-    items the model does not know are dropped by the caller); ``chosen``: (b, n) recommended model
-    items, -1 padded.
+    ``rows``/``items``: the block's history entries (row in block, model item index; -1 entries,
+    items the model does not know, are dropped); ``chosen``: (b, n) recommended model items, -1
+    padded. ``may_overlap=False`` promises that no chosen item is in its user's history (seen
+    items were masked), which skips that check.
     """
     b, n = chosen.shape
     out = np.full((b, n, k), -1, np.int64)
-    keep = items >= 0
+    keep = np.asarray(items) >= 0
     rows, items = np.asarray(rows, np.int64)[keep], np.asarray(items, np.int64)[keep]
     if not len(rows) or not n:
         return out
@@ -107,35 +121,38 @@ def because(support: Support, rows: np.ndarray, items: np.ndarray, chosen: np.nd
     # Users by history length, cut into chunks whose padded (rows, n, H) tensor stays small.
     by_len = np.argsort(counts, kind="stable")
     by_len = by_len[counts[by_len] > 0]
+    lengths = counts[by_len]
     pos = 0
     while pos < len(by_len):
-        h = int(counts[by_len[pos]])
-        take = 1
-        while pos + take < len(by_len):
-            nxt = int(counts[by_len[pos + take]])
-            if (take + 1) * n * nxt > _CELLS:
-                break
-            take += 1
-            h = nxt
+        # The longest prefix whose padded size (rows x n x its longest history) fits the budget.
+        fits = (np.arange(1, len(by_len) - pos + 1) * n * lengths[pos:]) <= _CELLS
+        take = max(1, int(np.argmin(fits)) if not fits.all() else len(fits))
         chunk = by_len[pos:pos + take]
+        _chunk(support, chunk, counts[chunk], starts[chunk], int(lengths[pos + take - 1]), items, chosen,
+               k, out, may_overlap)
         pos += take
-        _chunk(support, chunk, counts[chunk], starts[chunk], h, items, chosen, k, out)
     return out
 
 
 def _chunk(support: Support, users: np.ndarray, counts: np.ndarray, starts: np.ndarray, h: int,
-           items: np.ndarray, chosen: np.ndarray, k: int, out: np.ndarray) -> None:
-    c = len(users)
-    hist = np.full((c, h), -1, np.int64)
+           items: np.ndarray, chosen: np.ndarray, k: int, out: np.ndarray, may_overlap: bool) -> None:
+    c, pad = len(users), support.n_items
+    hist = np.full((c, h), pad, np.int64)  # padding: the zero-support index
     r = np.repeat(np.arange(c), counts)
     col = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
     hist[r, col] = items[np.repeat(starts, counts) + col]
     pick = chosen[users]
-    terms = support.terms(np.maximum(hist, 0), np.maximum(pick, 0)).float()
-    bad = torch.from_numpy((hist[:, None, :] < 0) | (hist[:, None, :] == pick[:, :, None]))
-    terms = terms.masked_fill(bad, -torch.inf)
+    terms = support.terms(hist, np.where(pick >= 0, pick, pad)).float()  # (c, n, H)
+    if may_overlap:  # a recommended item that is also in the history is not its own reason
+        width = pad + 1
+        same = np.isin(r * width + hist[r, col], np.repeat(np.arange(c), pick.shape[1]) * width + pick.ravel())
+        if same.any():
+            rr, hh = r[same], col[same]
+            kk = np.argmax(pick[rr] == hist[rr, hh][:, None], axis=1)
+            terms[torch.from_numpy(rr), torch.from_numpy(kk), torch.from_numpy(hh)] = -torch.inf
+    # torch.topk along the short history axis (measured faster than an insertion network or
+    # repeated max + scatter); only positive support counts (padding is 0, masked cells -inf).
     vals, idx = torch.topk(terms, min(k, h), dim=2, sorted=True)
     vals, idx = vals.numpy(), idx.numpy()
-    got = np.take_along_axis(np.broadcast_to(hist[:, None, :], terms.shape), idx, axis=2)
-    got = np.where((vals > 0) & np.isfinite(vals) & (pick[:, :, None] >= 0), got, -1)
-    out[users, :, : got.shape[2]] = got
+    got = hist[np.arange(c)[:, None, None], idx]
+    out[users, :, : got.shape[2]] = np.where((vals > 0) & (pick[:, :, None] >= 0), got, -1)

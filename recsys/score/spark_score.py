@@ -154,7 +154,8 @@ def _map_topn(item_vectors, items, item_ids, seen_cols, n: int, block_size: int,
                     else:
                         rows = cols = np.empty(0, np.int64)
                     top, scores = scorer.topn_vectors(vecs, n, rows, cols)
-                    why = None if support is None else reasons.because(support, hist_rows, to_model[hist], top)
+                    why = None if support is None else reasons.because(
+                        support, hist_rows, to_model[hist], top, may_overlap=not exclude_seen)
                     sink.put(Block(np.arange(b), top, scores, np.full(b, MODEL, np.int8), why),
                              builder.with_users(batch.column("user_id")))
                     users_done += b
