@@ -191,7 +191,7 @@ def iter_blocks(bundle: Bundle, data: ScoringData, options: ScoreConfig,
         out_items = np.full((len(users), n), -1, np.int64)
         out_scores = np.full((len(users), n), -np.inf, np.float32)
         source = np.full(len(users), MODEL, np.int8)
-        why = np.full((len(users), n, reasons.MAX_BECAUSE), -1, np.int64) if support else None
+        why = np.full((len(users), n, reasons.MAX_BECAUSE), -1, np.int64) if support is not None else None
         warm = plan.warm[users]
         new = warm & (plan.model_user[users] < 0)
         if new.any():  # fold-in; those with no history item the model knows go cold below
@@ -202,8 +202,7 @@ def iter_blocks(bundle: Bundle, data: ScoringData, options: ScoreConfig,
             if why is not None:
                 why[pos[ok]] = wh
             warm = warm.copy()
-            warm[pos[~ok]] = False
-            warm[pos[ok]] = False  # done
+            warm[pos] = False  # folded in, or left to the cold-start lists below
         if warm.any():
             rows = users[warm]
             if options.exclude_seen:

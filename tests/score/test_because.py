@@ -249,3 +249,20 @@ def test_ridge_fold_in_recovers_a_trained_users_vector():
     got = fold.user_vectors(np.zeros(len(items), np.int64), items, 1)[0]
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
     assert torch.is_tensor(torch.from_numpy(got))
+
+
+def test_foldin_bench_holds_out_whole_users_with_their_first_half_as_history():
+    from recsys.bench.foldin import split_new_users
+
+    rng = np.random.default_rng(0)
+    u = np.repeat(np.arange(20), 6)
+    ts = rng.permutation(len(u)).astype(np.int64)
+    data = Interactions(user_idx=u, item_idx=np.tile(np.arange(6), 20), weight=np.ones(len(u), np.float32),
+                        n_users=20, n_items=6, ts=ts)
+    new, train, hist, test = split_new_users(data, 0.2, seed=1)
+    assert len(new) == 4 and not np.isin(u[train], new).any()
+    assert set(u[hist]) == set(u[test]) == set(new)
+    for user in new:  # 3 earliest events are history, the 3 latest the test
+        h, t = ts[hist][u[hist] == user], ts[test][u[test] == user]
+        assert len(h) == len(t) == 3 and h.max() < t.min()
+    assert len(train) + len(hist) + len(test) == len(u)
