@@ -17,7 +17,9 @@ What runs where (:func:`score_warehouse`):
   and the driver collects only those (their ids, the seen items of those with history, the user
   features of those without) plus the per-item user counts of the popular list, then writes
   their rows with the single-node cold-start code (:class:`~recsys.score.engine._ColdStart`), so
-  they equal the single-node path's. Cold users are few (new users since the model's training
+  they equal the single-node path's; those with history are folded in
+  (:mod:`recsys.score.foldin`, ``source = fold_in``) against the broadcast item vectors. Model
+  rows get ``because`` on the executors (:mod:`recsys.score.reasons`), from the same seen lists. Cold users are few (new users since the model's training
   day); a version much older than the training set makes them many, and the driver pays for it.
 
 Output: the same rows as :func:`recsys.score.engine.write_topn`; model rows in
