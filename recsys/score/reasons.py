@@ -39,29 +39,33 @@ class Support(Protocol):
 
 
 class ItemItemSupport:
-    """Terms ``B[j, i]`` of an item-item model (``B``: dense array or sparse matrix)."""
+    """Terms ``B[j, i]`` of an item-item model (``B``: dense array or sparse matrix; a dense one
+    is read in place, never copied: EASE's is n_items^2 floats)."""
 
     def __init__(self, matrix: np.ndarray | sp.spmatrix) -> None:
         if sp.issparse(matrix) and matrix.shape[0] * matrix.shape[1] <= 1 << 26:
             matrix = matrix.toarray()  # item-kNN on a catalog small enough: gathers are cheaper
         self.sparse = sp.issparse(matrix)
-        self.n_items = m = matrix.shape[0]
-        if self.sparse:  # one zero row and column more: the padding index
-            self.b = sp.csr_matrix(sp.block_diag([matrix, sp.csr_matrix((1, 1))]))
+        self.n_items = matrix.shape[0]
+        if self.sparse:
+            self.b = matrix.tocsr()
         else:
-            b = np.zeros((m + 1, m + 1), np.float32)
-            b[:m, :m] = matrix
-            self.flat, self.width = torch.from_numpy(b).view(-1), m + 1
+            self.flat = torch.from_numpy(np.ascontiguousarray(matrix, np.float32)).view(-1)
+            self.width = matrix.shape[1]
 
     def terms(self, hist: np.ndarray, chosen: np.ndarray) -> torch.Tensor:
+        padded = hist >= self.n_items
+        hist = np.where(padded, 0, hist)
         if self.sparse:
             rows = np.broadcast_to(hist[:, None, :], (len(hist), chosen.shape[1], hist.shape[1]))
-            cols = np.broadcast_to(chosen[:, :, None], rows.shape)
-            vals = np.asarray(self.b[rows.ravel(), cols.ravel()], np.float32).reshape(rows.shape)
-            return torch.from_numpy(vals)
-        # B[j, i] at flat position j * width + i, gathered in one pass.
-        pos = torch.from_numpy(hist * self.width)[:, None, :] + torch.from_numpy(chosen)[:, :, None]
-        return self.flat.take(pos)
+            cols = np.broadcast_to(np.minimum(chosen, self.n_items - 1)[:, :, None], rows.shape)
+            vals = torch.from_numpy(np.asarray(self.b[rows.ravel(), cols.ravel()], np.float32).reshape(rows.shape))
+        else:
+            # B[j, i] at flat position j * width + i, gathered in one pass.
+            pos = (torch.from_numpy(hist * self.width)[:, None, :]
+                   + torch.from_numpy(np.minimum(chosen, self.n_items - 1))[:, :, None])
+            vals = self.flat.take(pos)
+        return vals.masked_fill_(torch.from_numpy(padded)[:, None, :], 0.0)
 
 
 class VectorSupport:
