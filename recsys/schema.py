@@ -125,6 +125,11 @@ RECOMMENDATIONS_ARROW = pa.schema(
         pa.field("model_version", pa.string(), nullable=False),
         pa.field("mlflow_run_id", pa.string(), nullable=False),
         pa.field("generated_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        # Why this row: up to MAX_BECAUSE item ids from the user's own history that most support
+        # it (model and fold_in rows; empty for cold-start rows), and the kind of reason
+        # (BECAUSE_* below). See docs/tables.md, "Why an item is recommended".
+        pa.field("because", pa.list_(pa.field("element", pa.string(), nullable=False)), nullable=False),
+        pa.field("because_reason", pa.string(), nullable=False),
     ]
 )
 # `ds` is the partition column: it lives in the folder name, not in the files.
@@ -151,3 +156,14 @@ ERASURES_ARROW = pa.schema([
 SOURCE_MODEL = "model"
 SOURCE_POPULAR = "popular"
 SOURCE_CONTENT = "content"
+# A user the model was not trained on, scored from their history without retraining (fold-in).
+SOURCE_FOLD_IN = "fold_in"
+SOURCES = (SOURCE_MODEL, SOURCE_POPULAR, SOURCE_CONTENT, SOURCE_FOLD_IN)
+
+# Values of `because_reason`: `history` (the row's `because` items, from the user's history,
+# support it), `popular` (cold start: among the most-interacted items of the training window),
+# `profile` (cold start: the hybrid model's guess from the user's features).
+BECAUSE_HISTORY = "history"
+BECAUSE_POPULAR = "popular"
+BECAUSE_PROFILE = "profile"
+MAX_BECAUSE = 3

@@ -34,7 +34,10 @@ def table(rows, version="3", schema=RECOMMENDATIONS_ARROW) -> pa.Table:
     data = {"user_id": cols[0], "rank": cols[1], "item_id": cols[2], "score": cols[3],
             "source": cols[4], "model_name": ["recsys_mf_bpr"] * n,
             "model_version": version if isinstance(version, list) else [version] * n,
-            "mlflow_run_id": ["run1"] * n, "generated_at": [TS] * n}
+            "mlflow_run_id": ["run1"] * n, "generated_at": [TS] * n,
+            "because": [[]] * n,
+            "because_reason": [{"model": "history", "fold_in": "history", "popular": "popular"}.get(s, s)
+                               for s in cols[4]]}
     return pa.table({f.name: data[f.name] for f in schema}, schema=schema)
 
 

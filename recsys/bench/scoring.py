@@ -2,8 +2,9 @@
 with ``--engine spark``, the distributed scorer from warehouse inputs (users/s, driver memory).
 
 All three use the same random factors. The engine does the full job (ids, seen items masked,
-Parquet written); the bare loop is only matrix product + top-k per block, the floor the engine is
-measured against; Spark MLlib's ``ALSModel.recommendForAllUsers(k)`` (forced with a ``noop``
+Parquet written, ``because`` computed); the bare loop is only matrix product + top-k per block, the
+floor the engine is measured against. The engine also runs without ``because`` (the same job with
+the reasons left out), so ``because_overhead`` = seconds with / seconds without; Spark MLlib's ``ALSModel.recommendForAllUsers(k)`` (forced with a ``noop``
 write) is the usual alternative. It masks nothing and writes nothing, which favours it.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
+import os
 import tempfile
 import threading
 import time
@@ -69,12 +71,13 @@ def make_problem(users: int, items: int, factors: int, seen: int, seed: int):
     return bundle, _Data(inter, user_ids, item_ids)
 
 
-def time_engine(bundle, data, k: int, block_size: int, device: torch.device, out: Path) -> dict:
+def time_engine(bundle, data, k: int, block_size: int, device: torch.device, out: Path,
+                because: bool = True) -> dict:
     prov = Provenance("bench", "0", "bench", dt.datetime.now(dt.timezone.utc))
     options = ScoreConfig(top_n=k, block_size=block_size)
     with PeakRss(interval=0.02, children=False) as mem:
         t0 = time.perf_counter()
-        summary = write_topn(bundle, data, prov, out, options, device)
+        summary = write_topn(bundle, data, prov, out, options, device, because=because)
         seconds = time.perf_counter() - t0
     size = sum(p.stat().st_size for p in out.glob("*.parquet"))
     return {"seconds": seconds, "rows": summary["rows"], "parquet_mb": size / 2**20,
@@ -145,11 +148,14 @@ def run_bench(args: argparse.Namespace) -> dict:
                        min(args.k, 256), args.block_size, device)
         u, v = bundle.model.user_vectors(), bundle.model.item_vectors()
         # Interleave the repeats so both see the same machine load; keep the best of each.
-        engs, gemms = [], []
+        engs, bare, gemms = [], [], []
         for rep in range(args.repeat):
             engs.append(time_engine(bundle, data, args.k, args.block_size, device, Path(tmp) / str(rep)))
+            bare.append(time_engine(bundle, data, args.k, args.block_size, device,
+                                    Path(tmp) / f"{rep}-no-because", because=False)["seconds"])
             gemms.append(time_gemm_topk(u, v, args.k, args.block_size, device))
     eng = min(engs, key=lambda e: e["seconds"])
+    without = min(bare)
     eng["peak_rss_mb"] = max(e["peak_rss_mb"] for e in engs)
     gemm = min(gemms)
     spark_s = None if args.skip_spark else time_spark_als(u, v, args.k)
@@ -158,6 +164,8 @@ def run_bench(args: argparse.Namespace) -> dict:
         "seen_per_user": args.seen, "block_size": args.block_size, "device": str(device),
         "torch_threads": torch.get_num_threads(),
         "repeat": args.repeat, "seconds": round(eng["seconds"], 3),
+        "seconds_without_because": round(without, 3),
+        "because_overhead": round(eng["seconds"] / without, 3),
         "scores_per_second": round(args.users * args.items / eng["seconds"]),
         "rows_written": eng["rows"], "parquet_mb": round(eng["parquet_mb"], 1),
         "rss_before_mb": round(eng["rss_before_mb"], 1), "peak_rss_mb": round(eng["peak_rss_mb"], 1),
@@ -166,6 +174,7 @@ def run_bench(args: argparse.Namespace) -> dict:
         "ratio_vs_gemm_topk": round(eng["seconds"] / gemm, 3),
         "spark_als_seconds": None if spark_s is None else round(spark_s, 3),
         "ratio_vs_spark_als": None if spark_s is None else round(spark_s / eng["seconds"], 2),
+        "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
     }
     return out
 
@@ -177,7 +186,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"{key:<{width}}  {value}")
     if out.get("engine") != "spark":
         print("ratio_vs_spark_als = Spark seconds / engine seconds (higher is better); "
-              "ratio_vs_gemm_topk = engine seconds / bare loop seconds (1.0 is the floor)")
+              "ratio_vs_gemm_topk = engine seconds / bare loop seconds (1.0 is the floor); "
+              "because_overhead = engine seconds / engine seconds without `because`")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2))

@@ -1,4 +1,4 @@
-"""``recsys bench clean|scoring|quality|metrics|train``: benchmarks that print figures.
+"""``recsys bench clean|scoring|quality|foldin|metrics|train``: benchmarks that print figures.
 
 The code they run lives in :mod:`recsys.bench`; this module only parses their arguments.
 """
@@ -68,6 +68,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "interaction held out among 99 sampled negatives (NCF paper), for comparison only")
     p.set_defaults(func=_quality)
 
+    p = bench.add_parser("foldin", help="new users served tonight: NDCG@k of fold-in vs the popular "
+                         "fallback for users held out of training (docs/benchmarks.md, Fold-in)")
+    p.add_argument("--data", required=True, help="MovieLens folder or delimited ratings file with header")
+    p.add_argument("--models", default="mf_bpr,ials,ease", help="comma-separated families")
+    p.add_argument("--holdout", type=float, default=0.1, help="share of users held out of training")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    p.set_defaults(func=_foldin)
+
     m = bench.add_parser("metrics", help="time the ranking metrics on random top-k lists")
     m.add_argument("--users", type=int, default=6000)
     m.add_argument("--items", type=int, default=4000)
@@ -127,6 +137,13 @@ def _clean(args: argparse.Namespace) -> int:
 def _scoring(args: argparse.Namespace) -> int:
     from recsys.bench.scoring import main
 
+    return main(args)
+
+
+def _foldin(args: argparse.Namespace) -> int:
+    from recsys.bench.foldin import main
+
+    logging.basicConfig(level=logging.WARNING)
     return main(args)
 
 

@@ -56,6 +56,12 @@ class _ItemItem(Recommender):
     def score(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         return self._score_pairs_by_user(user_idx, item_idx)
 
+    def item_item_matrix(self) -> np.ndarray | sp.csr_matrix:
+        """``W`` (items x items): a user's scores are ``x_u @ W`` for the binary history ``x_u``
+        (scoring reads it for fold-in and ``because``, recsys.score.reasons)."""
+        self._check_fitted()
+        return self.weights
+
     def state(self) -> dict[str, Any]:
         return {"weights": self.weights}
 

@@ -58,6 +58,12 @@ class EASEHybrid(Recommender):
     def score(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         return self._score_pairs_by_user(user_idx, item_idx)
 
+    def item_item_matrix(self) -> np.ndarray:
+        """The item rows of ``B`` (items x items): the history part of a user's scores,
+        ``x_u @ B`` (the user-feature part is left out; recsys.score.reasons)."""
+        self._check_fitted()
+        return self.weights[: self.n_items]
+
     def state(self) -> dict[str, Any]:
         return {"weights": self.weights, "user_block": self.user_block}
 

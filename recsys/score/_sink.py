@@ -18,15 +18,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recsys.schema import (
+    BECAUSE_HISTORY,
+    BECAUSE_POPULAR,
+    BECAUSE_PROFILE,
     RECOMMENDATIONS_ARROW,
-    SOURCE_CONTENT,
-    SOURCE_MODEL,
-    SOURCE_POPULAR,
+    SOURCES,
 )
 
 # Source codes carried per user in a block (index into SOURCES).
-SOURCES = (SOURCE_MODEL, SOURCE_POPULAR, SOURCE_CONTENT)
-MODEL, POPULAR, CONTENT = 0, 1, 2
+MODEL, POPULAR, CONTENT, FOLD_IN = 0, 1, 2, 3
+assert SOURCES[FOLD_IN] == "fold_in"
+# `because_reason` of each source code.
+REASONS = (BECAUSE_HISTORY, BECAUSE_POPULAR, BECAUSE_PROFILE, BECAUSE_HISTORY)
+_BECAUSE_TYPE = RECOMMENDATIONS_ARROW.field("because").type
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +51,9 @@ class Block:
     items: np.ndarray  # int64 positions in the item vocabulary, (b, n)
     scores: np.ndarray  # float32, (b, n)
     source: np.ndarray  # int8 codes into SOURCES, (b,)
+    # positions in the item vocabulary of the history items behind each row, (b, n, MAX_BECAUSE),
+    # best first, -1 padded; None: no reasons (cold-start blocks)
+    because: np.ndarray | None = None
 
 
 def _constant_strings(value: str, n: int) -> pa.Array:
@@ -65,6 +72,7 @@ class BatchBuilder:
         self.users = pa.array(np.asarray(user_ids).astype(str), pa.string())
         self.items = pa.array(np.asarray(item_ids).astype(str), pa.string())
         self.sources = pa.array(SOURCES, pa.string())
+        self.reasons = pa.array(REASONS, pa.string())
         self.prov = provenance
         ts = provenance.generated_at
         if ts.tzinfo is None:
@@ -96,8 +104,22 @@ class BatchBuilder:
             _constant_strings(p.model_version, rows),
             _constant_strings(p.mlflow_run_id, rows),
             pa.array(np.full(rows, self._ts_us, np.int64)).view(pa.timestamp("us", tz="UTC")),
+            self._because(block, valid),
+            self.reasons.take(pa.array(src)),
         ]
         return pa.RecordBatch.from_arrays(cols, schema=RECOMMENDATIONS_ARROW)
+
+    def _because(self, block: Block, valid: np.ndarray) -> pa.Array:
+        rows = int(valid.sum())
+        if block.because is None:
+            return pa.ListArray.from_arrays(pa.array(np.zeros(rows + 1, np.int32)),
+                                            pa.array([], pa.string()), type=_BECAUSE_TYPE)
+        why = block.because.reshape(-1, block.because.shape[-1])[valid]
+        keep = why >= 0
+        offsets = np.zeros(rows + 1, np.int32)
+        np.cumsum(keep.sum(axis=1), out=offsets[1:])
+        return pa.ListArray.from_arrays(pa.array(offsets), self.items.take(pa.array(why[keep])),
+                                        type=_BECAUSE_TYPE)
 
 
 class ParquetSink:
@@ -117,7 +139,7 @@ class ParquetSink:
         self._writer = pq.ParquetWriter(
             self.path, RECOMMENDATIONS_ARROW, compression=compression,
             use_dictionary=["user_id", "item_id", "source", "model_name", "model_version",
-                            "mlflow_run_id", "generated_at"],
+                            "mlflow_run_id", "generated_at", "because", "because_reason"],
             write_statistics=["user_id", "rank", "score"])
         self._thread = threading.Thread(target=self._run, name="parquet-sink", daemon=True)
         self._thread.start()

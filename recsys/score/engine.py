@@ -2,8 +2,11 @@
 
 Ids, not indices, connect the two: the training set of ``ds`` has its own dense indices and the
 model (a :class:`~recsys.models.bundle.ModelBundle`) has those of the day it was trained, so
-users and items are matched by id. Users the model cannot score (no history, or unknown to the
-model) get a cold-start list. Rows come out sorted by ``user_id``, then ``rank``.
+users and items are matched by id. Users unknown to the model but with history are folded in
+(:mod:`recsys.score.foldin`, ``source = fold_in``) when the family allows it; the others (no
+history, or a family without fold-in) get a cold-start list. Every model and fold-in row carries
+``because`` (:mod:`recsys.score.reasons`), computed per block with the top-N. Rows come out
+sorted by ``user_id``, then ``rank``.
 
 Staging contract (what ``recsys publish`` looks for): see :mod:`recsys.score.staging`.
 """
@@ -25,9 +28,10 @@ from recsys.config import ScoreConfig
 from recsys.interactions import Interactions
 from recsys.models.base import Recommender
 from recsys.schema import RECOMMENDATIONS
-from recsys.score import coldstart
+from recsys.score import coldstart, foldin, reasons
 from recsys.score._sink import (
     CONTENT,
+    FOLD_IN,
     MODEL,
     POPULAR,
     BatchBuilder,
@@ -163,23 +167,42 @@ class _ColdStart:
 
 
 def iter_blocks(bundle: Bundle, data: ScoringData, options: ScoreConfig,
-                device: torch.device, candidates: Recommender | None = None):
+                device: torch.device, candidates: Recommender | None = None,
+                because: bool = True, fold_in: bool = True):
     """Yield :class:`Block` s over all training-set users in id order.
 
-    Item positions index ``concat(bundle.item_ids, data.item_ids)``: model rows use the model's
-    items, cold-start rows the training set's (offset by the model's catalog size).
+    Item positions index ``concat(bundle.item_ids, data.item_ids)``: model and fold-in rows use
+    the model's items, cold-start rows the training set's (offset by the model's catalog size).
+    ``because=False`` / ``fold_in=False`` leave the reasons out / send new users to the fallback
+    (the scoring benchmark measures the cost of ``because`` that way).
     """
     items = scored_items(bundle, data, options)
     scorer = make_scorer(bundle.model, options, device, items, candidates)
     plan = make_plan(bundle, data, options, scorer.col_map)
     n = options.top_n
+    support = reasons.support_for(bundle.model) if because else None
+    fold = foldin.FoldIn.for_model(bundle.model, items) if fold_in else None
+    day_to_model = bundle.item_index(data.item_ids)
     cold = _ColdStart(bundle, data, plan, n, items, offset=len(bundle.item_ids))
+    if fold is not None:  # users the model does not know but with history: folded in, not cold
+        plan.warm = plan.warm | ((plan.model_user < 0) & (np.diff(plan.seen.indptr) > 0))
     for start in range(0, len(plan.order), options.block_size):
         users = plan.order[start:start + options.block_size]
         out_items = np.full((len(users), n), -1, np.int64)
         out_scores = np.full((len(users), n), -np.inf, np.float32)
         source = np.full(len(users), MODEL, np.int8)
+        why = np.full((len(users), n, reasons.MAX_BECAUSE), -1, np.int64) if support is not None else None
         warm = plan.warm[users]
+        new = warm & (plan.model_user[users] < 0)
+        if new.any():  # fold-in; those with no history item the model knows go cold below
+            ok, it, sc, wh = foldin.fold_in_block(fold, support, plan.seen, users[new], day_to_model,
+                                                  plan.seen_cols, n, options.exclude_seen)
+            pos = np.flatnonzero(new)
+            out_items[pos[ok]], out_scores[pos[ok]], source[pos[ok]] = it, sc, FOLD_IN
+            if why is not None:
+                why[pos[ok]] = wh
+            warm = warm.copy()
+            warm[pos] = False  # folded in, or left to the cold-start lists below
         if warm.any():
             rows = users[warm]
             if options.exclude_seen:
@@ -187,20 +210,27 @@ def iter_blocks(bundle: Bundle, data: ScoringData, options: ScoreConfig,
             else:
                 r = c = np.empty(0, np.int64)
             out_items[warm], out_scores[warm] = scorer.topn(plan.model_user[rows], n, r, c)
-        if (~warm).any():
-            sub_i, sub_s, sub_src = out_items[~warm], out_scores[~warm], source[~warm]
-            cold.fill(users[~warm], sub_i, sub_s, sub_src)
-            out_items[~warm], out_scores[~warm], source[~warm] = sub_i, sub_s, sub_src
-        yield Block(users=users, items=out_items, scores=out_scores, source=source)
+            if support is not None:
+                hr, hi, _ = foldin.history(plan.seen, rows, day_to_model)
+                why[warm] = reasons.because(support, hr, hi, out_items[warm],
+                                             may_overlap=not options.exclude_seen)
+        cold_rows = ~warm & (source != FOLD_IN)
+        if cold_rows.any():
+            sub_i, sub_s, sub_src = out_items[cold_rows], out_scores[cold_rows], source[cold_rows]
+            cold.fill(users[cold_rows], sub_i, sub_s, sub_src)
+            out_items[cold_rows], out_scores[cold_rows], source[cold_rows] = sub_i, sub_s, sub_src
+        yield Block(users=users, items=out_items, scores=out_scores, source=source, because=why)
 
 
 def write_topn(bundle: Bundle, data: ScoringData, provenance: Provenance, out_dir: Path,
                options: ScoreConfig, device: torch.device = torch.device("cpu"),
                candidates: Recommender | None = None,
-               on_block: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+               on_block: Callable[[int, int], None] | None = None,
+               because: bool = True, fold_in: bool = True) -> dict[str, Any]:
     """Score all users of ``data`` and write one Parquet file into ``out_dir``; return a summary.
 
     ``on_block(done_users, total_users)`` is called after each block is handed to the writer.
+    ``because``/``fold_in``: see :func:`iter_blocks`.
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
@@ -208,12 +238,12 @@ def write_topn(bundle: Bundle, data: ScoringData, provenance: Provenance, out_di
     vocab = np.concatenate([np.asarray(bundle.item_ids).astype(str),
                             np.asarray(data.item_ids).astype(str)])
     builder = BatchBuilder(data.user_ids, vocab, provenance)
-    by_source = np.zeros(3, np.int64)
+    by_source = np.zeros(4, np.int64)
     done = 0
     with ParquetSink(out_dir / DATA_FILE, builder) as sink:
-        for block in iter_blocks(bundle, data, options, device, candidates):
+        for block in iter_blocks(bundle, data, options, device, candidates, because, fold_in):
             has_rows = (block.items >= 0).any(axis=1)
-            by_source += np.bincount(block.source[has_rows], minlength=3)
+            by_source += np.bincount(block.source[has_rows], minlength=4)
             sink.put(block)
             done += len(block.users)
             if on_block is not None:
@@ -221,7 +251,7 @@ def write_topn(bundle: Bundle, data: ScoringData, provenance: Provenance, out_di
     rows = sink.rows
     return {"rows": rows, "users": int(by_source.sum()), "users_model": int(by_source[MODEL]),
             "users_popular": int(by_source[POPULAR]), "users_content": int(by_source[CONTENT]),
-            "seconds": round(time.perf_counter() - t0, 3), "device": str(device),
+            "users_fold_in": int(by_source[FOLD_IN]), "seconds": round(time.perf_counter() - t0, 3), "device": str(device),
             "options": options.model_dump()}
 
 

@@ -155,7 +155,8 @@ def verify_partition(folder: Path | str) -> bool:
     return file_checksums(folder)[1] == manifest["checksum"]
 
 
-_SQL_TYPES = {pa.string(): "STRING", pa.int32(): "INT", pa.float32(): "FLOAT"}
+_SQL_TYPES = {pa.string(): "STRING", pa.int32(): "INT", pa.float32(): "FLOAT",
+              pa.list_(pa.field("element", pa.string(), nullable=False)): "ARRAY<STRING>"}
 
 
 def table_ddl(name: str, location: str) -> str:

@@ -17,7 +17,9 @@ What runs where (:func:`score_warehouse`):
   and the driver collects only those (their ids, the seen items of those with history, the user
   features of those without) plus the per-item user counts of the popular list, then writes
   their rows with the single-node cold-start code (:class:`~recsys.score.engine._ColdStart`), so
-  they equal the single-node path's. Cold users are few (new users since the model's training
+  they equal the single-node path's; those with history are folded in
+  (:mod:`recsys.score.foldin`, ``source = fold_in``) against the broadcast item vectors. Model
+  rows get ``because`` on the executors (:mod:`recsys.score.reasons`), from the same seen lists. Cold users are few (new users since the model's training
   day); a version much older than the training set makes them many, and the driver pays for it.
 
 Output: the same rows as :func:`recsys.score.engine.write_topn`; model rows in
@@ -45,9 +47,10 @@ from recsys.config import ScoreConfig
 from recsys.data.training_set import load_catalog, training_set_path, write_training_set
 from recsys.models.base import Recommender
 from recsys.schema import USERS, VECTOR
-from recsys.score import coldstart
+from recsys.score import coldstart, foldin, reasons
 from recsys.score._sink import (
     CONTENT,
+    FOLD_IN,
     MODEL,
     POPULAR,
     BatchBuilder,
@@ -92,6 +95,7 @@ class _Items:
         # per item of the day: its column in the scorer, -1 when not scored (never masked then)
         self.seen_cols = model_item if col_map is None else np.where(model_item >= 0, col_map[model_item], -1)
         self.available = _available(data, options)  # per item of the day, for the popular list
+        self.day_to_model = model_item  # per item of the day: the model's item index, or -1
 
     def item_index(self, ids: np.ndarray) -> np.ndarray:
         from recsys.models.bundle import _lookup
@@ -105,7 +109,7 @@ class _Catalog:
 
 
 def _map_topn(item_vectors, items, item_ids, seen_cols, n: int, block_size: int, exclude_seen: bool,
-              provenance: Provenance, tasks_dir: str):
+              provenance: Provenance, tasks_dir: str, day_to_model=None):
     """The per-partition function for ``mapInArrow`` (captures only broadcasts and plain values).
 
     Input rows: ``user_id``, ``vector`` (list<float>), ``seen`` (the day's item_idx list). Each
@@ -114,7 +118,8 @@ def _map_topn(item_vectors, items, item_ids, seen_cols, n: int, block_size: int,
     encoded on a background thread), to ``<tasks_dir>/part-<partition>-<attempt id>.parquet``;
     it returns one row naming that file. The driver keeps only the files of the attempts Spark
     reports as successful. (Handing ~100 rows per user back to Spark and writing them with Spark's
-    writer took twice the CPU; see docs/benchmarks.md, "Spark scoring".)
+    writer took twice the CPU; see docs/benchmarks.md, "Spark scoring".) ``day_to_model``
+    (broadcast day item -> model item): when given, rows carry ``because`` (recsys.score.reasons).
     """
 
     def run(batches):
@@ -128,6 +133,8 @@ def _map_topn(item_vectors, items, item_ids, seen_cols, n: int, block_size: int,
         scorer = FactorizedScorer(np.zeros((0, vectors.shape[1]), np.float32), vectors, items=items.value)
         builder = BatchBuilder(np.empty(0, object), item_ids.value, provenance)
         cols_of = seen_cols.value
+        to_model = None if day_to_model is None else day_to_model.value
+        support = None if to_model is None else reasons.VectorSupport(vectors)
         f = vectors.shape[1]
         users_done = 0
         with ParquetSink(Path(path), builder) as sink:
@@ -139,16 +146,19 @@ def _map_topn(item_vectors, items, item_ids, seen_cols, n: int, block_size: int,
                     if flat.size != b * f:
                         raise ValueError(f"user vectors of {flat.size / max(b, 1):g} floats, the items have {f}")
                     vecs = flat.reshape(b, f).copy()  # Arrow memory is read-only; torch wants writable
+                    seen = batch.column("seen")
+                    hist_rows = np.repeat(np.arange(b, dtype=np.int64), np.diff(seen.offsets.to_numpy()))
+                    hist = seen.flatten().to_numpy().astype(np.int64)
                     if exclude_seen:
-                        seen = batch.column("seen")
-                        rows = np.repeat(np.arange(b, dtype=np.int64), np.diff(seen.offsets.to_numpy()))
-                        cols = cols_of[seen.flatten().to_numpy().astype(np.int64)]
+                        cols = cols_of[hist]
                         keep = cols >= 0  # items the scorer does not score cannot be recommended
-                        rows, cols = rows[keep], cols[keep]
+                        rows, cols = hist_rows[keep], cols[keep]
                     else:
                         rows = cols = np.empty(0, np.int64)
                     top, scores = scorer.topn_vectors(vecs, n, rows, cols)
-                    sink.put(Block(np.arange(b), top, scores, np.full(b, MODEL, np.int8)),
+                    why = None if support is None else reasons.because(
+                        support, hist_rows, to_model[hist], top, may_overlap=not exclude_seen)
+                    sink.put(Block(np.arange(b), top, scores, np.full(b, MODEL, np.int8), why),
                              builder.with_users(batch.column("user_id")))
                     users_done += b
         yield pa.RecordBatch.from_arrays(
@@ -165,11 +175,8 @@ class _Inputs:
         self.inter = spark.read.parquet(str(ts_path / "interactions")).select("user_idx", "item_idx")
         self.umap = spark.read.parquet(str(ts_path / "user_map")).select("user_idx", "user_id")
         self.vectors = spark.read.parquet(str(vectors / USERS)).select("user_id", VECTOR)
-        if exclude_seen:
-            self.hist = self.inter.groupBy("user_idx").agg(F.collect_list("item_idx").alias("seen"))
-        else:
-            self.hist = self.inter.select("user_idx").distinct().withColumn(
-                "seen", F.array().cast(T.ArrayType(T.IntegerType())))
+        # Every user's seen items: masked when exclude_seen, and the history `because` reads.
+        self.hist = self.inter.groupBy("user_idx").agg(F.collect_list("item_idx").alias("seen"))
 
     def warm(self, partitions: int) -> DataFrame:
         """user_id, vector, seen: users with history and a vector, in ``partitions`` ranges of
@@ -196,7 +203,8 @@ def write_model_rows(spark: SparkSession, inputs: _Inputs, items: _Items, proven
     tasks_dir.mkdir(parents=True, exist_ok=True)
     fn = _map_topn(sc.broadcast(items.item_vectors), sc.broadcast(items.scored),
                    sc.broadcast(np.asarray(items.item_ids).astype(str)), sc.broadcast(items.seen_cols),
-                   options.top_n, options.block_size, options.exclude_seen, provenance, str(tasks_dir))
+                   options.top_n, options.block_size, options.exclude_seen, provenance, str(tasks_dir),
+                   sc.broadcast(items.day_to_model))
     done = inputs.warm(partitions).mapInArrow(fn, _TASK_SCHEMA).collect()
     rows = 0
     for task in done:  # one row per partition, from the attempt that succeeded
@@ -265,10 +273,19 @@ def _write_cold(spark: SparkSession, inputs: _Inputs, items: _Items, ts_path: Pa
     source = np.full(len(cold), POPULAR, np.int8)
     users = np.arange(len(cold))
     cold_start.fill(users, out_items, out_scores, source)
+    # Users with history but no vector (new since the model's day): folded in, as in write_topn.
+    why = np.full((len(cold), n, reasons.MAX_BECAUSE), -1, np.int64)
+    if history.any():
+        fold = foldin.FoldIn.for_vectors(items.item_vectors, items.scored)
+        support = reasons.VectorSupport(items.item_vectors)
+        pos = np.flatnonzero(history)
+        ok, it, sc, wh = foldin.fold_in_block(fold, support, csr, pos, items.day_to_model, items.seen_cols,
+                                              n, options.exclude_seen)
+        out_items[pos[ok]], out_scores[pos[ok]], source[pos[ok]], why[pos[ok]] = it, sc, FOLD_IN, wh
     vocab = np.concatenate([np.asarray(items.item_ids).astype(str), np.asarray(items.day_ids).astype(str)])
     with ParquetSink(Path(out_dir) / COLD_FILE,
                      BatchBuilder(np.asarray(cold["user_id"].to_pylist(), dtype=object), vocab, provenance)) as sink:
-        sink.put(Block(users, out_items, out_scores, source))
+        sink.put(Block(users, out_items, out_scores, source, why))
     return np.where((out_items >= 0).any(axis=1), source, -1), sink.rows
 
 
@@ -317,6 +334,7 @@ def score_warehouse(spark: SparkSession, warehouse: Path | str, ds: str, vectors
     n_users = inputs.umap.count()
     return {"engine": "spark", "rows": rows, "users": n_users, "users_model": n_users - cold.num_rows,
             "users_popular": int((sources == POPULAR).sum()), "users_content": int((sources == CONTENT).sum()),
+            "users_fold_in": int((sources == FOLD_IN).sum()),
             "vectors": str(vectors), "factors": info["factors"], "partitions": partitions,
             "seconds": round(time.perf_counter() - t0, 3), "phases": phases, "options": options.model_dump()}
 

@@ -3,8 +3,10 @@
 Structural checks (never skipped): the schema, no nulls or NaN scores, at least one row, one
 provenance (model name, version, run id) for the whole table, known ``source`` values, ranks
 exactly 1..k per user with k <= top_n, no item twice in a user's list, scores that never rise
-with rank. Reference checks (skipped by ``--force``): every active user present, no item the user
-already interacted with, no item marked unavailable. They compare with the day's training set,
+with rank, ``because`` lists of at most 3 distinct items other than the row's item and a
+``because_reason`` that matches the row's ``source``. Reference checks (skipped by ``--force``):
+every active user present, no item the user already interacted with, no item marked unavailable,
+every ``because`` item in the user's history. They compare with the day's training set,
 which an operator may knowingly overrule (say, an availability feed that is itself wrong).
 """
 from __future__ import annotations
@@ -16,11 +18,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from recsys.schema import (
+    BECAUSE_HISTORY,
+    BECAUSE_POPULAR,
+    BECAUSE_PROFILE,
+    MAX_BECAUSE,
     RECOMMENDATIONS_ARROW,
     SOURCE_CONTENT,
+    SOURCE_FOLD_IN,
     SOURCE_MODEL,
     SOURCE_POPULAR,
+    SOURCES,
 )
+
+# The `because_reason` each source must carry; only `history` rows may list `because` items.
+REASON_OF_SOURCE = {SOURCE_MODEL: BECAUSE_HISTORY, SOURCE_FOLD_IN: BECAUSE_HISTORY,
+                    SOURCE_POPULAR: BECAUSE_POPULAR, SOURCE_CONTENT: BECAUSE_PROFILE}
 
 PROVENANCE = ("model_name", "model_version", "mlflow_run_id", "generated_at")
 
@@ -76,9 +88,47 @@ def check_values(table: pa.Table) -> list[Check]:
     many = {c: v for c, v in prov.items() if len(v) > 1}
     out.append(Check("provenance", True, not many,
                      f"more than one value in {', '.join(f'{c}={v[:3]}' for c, v in many.items())}"))
-    known = {SOURCE_MODEL, SOURCE_POPULAR, SOURCE_CONTENT}
-    bad = sorted(set(pc.unique(table.column("source")).to_pylist()) - known)
+    bad = sorted(set(pc.unique(table.column("source")).to_pylist()) - set(SOURCES))
     out.append(Check("source", True, not bad, f"unknown source values {bad}"))
+    return out
+
+
+def _because_flat(table: pa.Table) -> tuple[np.ndarray, pa.Array]:
+    """(row of each because element, the elements)."""
+    col = table.column("because").combine_chunks()
+    return pc.list_parent_indices(col).to_numpy().astype(np.int64), pc.list_flatten(col)
+
+
+def check_because(table: pa.Table) -> list[Check]:
+    """``because``: at most MAX_BECAUSE distinct items, never the row's own item, only on rows
+    whose reason is ``history``; ``because_reason`` as the row's ``source`` requires."""
+    src, reason = table.column("source").combine_chunks(), table.column("because_reason").combine_chunks()
+    keys = list(REASON_OF_SOURCE)
+    want = pa.array([REASON_OF_SOURCE[k] for k in keys]).take(pc.index_in(src, value_set=pa.array(keys)))
+    wrong = pc.fill_null(pc.not_equal(want, reason), True).to_numpy(zero_copy_only=False)
+    first = int(np.flatnonzero(wrong)[0]) if wrong.any() else 0
+    out = [Check("because_reason", True, not wrong.any(),
+                 f"{int(wrong.sum())} rows whose because_reason does not match their source"
+                 + (f", e.g. source {src[first].as_py()!r} with {reason[first].as_py()!r}" if wrong.any() else ""))]
+    reason = reason.to_numpy(zero_copy_only=False)
+    lengths = pc.list_value_length(table.column("because").combine_chunks()).to_numpy(zero_copy_only=False)
+    rows, values = _because_flat(table)
+    codes = values.dictionary_encode().indices.to_numpy().astype(np.int64) if len(values) else rows
+    key = np.unique(rows * (int(codes.max()) + 1 if len(codes) else 1) + codes)
+    dup_rows = len(key) != len(rows)
+    own = np.asarray(pc.equal(values, table.column("item_id").combine_chunks().take(pa.array(rows)))
+                     .to_numpy(zero_copy_only=False), bool) if len(rows) else np.zeros(0, bool)
+    problems = []
+    if (lengths > MAX_BECAUSE).any():
+        problems.append(f"{int((lengths > MAX_BECAUSE).sum())} lists longer than {MAX_BECAUSE}")
+    if dup_rows:
+        problems.append("an item twice in a because list")
+    if own.any():
+        problems.append(f"{int(own.sum())} rows name their own item as the reason")
+    stray = (lengths > 0) & (reason != BECAUSE_HISTORY)
+    if stray.any():
+        problems.append(f"{int(stray.sum())} rows list because items without reason 'history'")
+    out.append(Check("because", True, not problems, "; ".join(problems)))
     return out
 
 
@@ -145,6 +195,22 @@ def _codes(values: np.ndarray, dictionary: pa.Array) -> np.ndarray:
     return idx.fill_null(-1).to_numpy().astype(np.int64)
 
 
+def check_because_history(table: pa.Table, ref: Reference) -> Check:
+    """Every ``because`` item is in the user's history (the day's seen pairs)."""
+    rows, values = _because_flat(table)
+    users = table.column("user_id").combine_chunks().take(pa.array(rows, pa.int64()))
+    pairs = pc.binary_join_element_wise(users, values.cast(pa.string()), "\x1f")
+    seen = pc.binary_join_element_wise(pa.array(np.asarray(ref.seen_users).astype(str)),
+                                       pa.array(np.asarray(ref.seen_items).astype(str)), "\x1f")
+    outside = ~pc.is_in(pairs, value_set=seen).to_numpy(zero_copy_only=False) if len(rows) else np.zeros(0, bool)
+    msg = ""
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        msg = (f"{int(outside.sum())} because items are not in the user's history, e.g. user "
+               f"{users[i].as_py()!r} item {values[i].as_py()!r}")
+    return Check("because_in_history", False, not outside.any(), msg)
+
+
 def check_reference(c: _Coded, ref: Reference) -> list[Check]:
     """Active users present; no seen items; no unavailable items."""
     out = []
@@ -178,10 +244,12 @@ def validate(table: pa.Table, top_n: int, reference: Reference | None = None,
         checks += check_values(table)
     if all(c.ok for c in checks):
         coded = _Coded.of(table)
-        checks += check_lists(coded, top_n)
+        checks += check_lists(coded, top_n) + check_because(table)
         if reference is not None:
-            checks += [dataclasses.replace(c, skipped=force and not c.ok)
-                       for c in check_reference(coded, reference)]
+            ref_checks = check_reference(coded, reference)
+            if reference.seen_users is not None:
+                ref_checks.append(check_because_history(table, reference))
+            checks += [dataclasses.replace(c, skipped=force and not c.ok) for c in ref_checks]
     if any(not c.ok and not c.skipped for c in checks):
         raise TableRejected(checks)
     return checks

@@ -41,12 +41,19 @@ def test_spark_and_single_node_agree(spark, tmp_path):
     users = table.column("user_id").to_pylist()
     assert users[:-5] == sorted(users[:-5]) and set(users[-5:]) == {"new-user"}  # model, then cold
 
-    cols = ["user_id", "rank", "item_id", "score", "source", "model_version", "generated_at"]
-    local = spark.createDataFrame(pq.read_table(tmp_path / "local").to_pandas()[cols])
-    dist = spark.createDataFrame(table.to_pandas()[cols])
+    local = spark.createDataFrame(_compared(pq.read_table(tmp_path / "local")))
+    dist = spark.createDataFrame(_compared(table))
     assert local.count() == 21 * 5
     assert_approx_df_equality(local, dist, precision=1e-5, ignore_row_order=True, ignore_nullable=True)
 
+
+
+def _compared(table):
+    """The columns both engines must agree on; `because` joined to a string (order matters)."""
+    df = table.to_pandas()
+    df["because"] = df["because"].map(",".join)
+    return df[["user_id", "rank", "item_id", "score", "source", "model_version", "generated_at",
+               "because", "because_reason"]]
 
 
 class _Hybrid:
@@ -105,10 +112,10 @@ def test_warehouse_vectors_path_agrees_with_single_node(spark, tmp_path):
     write_topn(bundle, load_training_set(wh, ds), PROV, tmp_path / "local", options)
     summary = score_warehouse(spark, wh, ds, vectors, PROV, tmp_path / "spark", options,
                               content_model=bundle.model, partitions=3)
-    # 23 model users; cold: "newbie" (history, no vector: popular minus seen), user 0 (vector, no
-    # history today), "fresh-a", "fresh-b" (neither): content.
-    assert (summary["users"], summary["users_model"], summary["users_popular"], summary["users_content"]) \
-        == (27, 23, 1, 3)
+    # 23 model users; cold: "newbie" (history, no vector: folded in), user 0 (vector, no history
+    # today), "fresh-a", "fresh-b" (neither): content.
+    assert (summary["users"], summary["users_model"], summary["users_popular"], summary["users_content"],
+            summary["users_fold_in"]) == (27, 23, 0, 3, 1)
 
     table = read_table(tmp_path / "spark")
     assert check_schema(table).ok, check_schema(table).message
@@ -122,9 +129,13 @@ def test_warehouse_vectors_path_agrees_with_single_node(spark, tmp_path):
     assert model_users == sorted(model_users)  # range-partitioned and sorted before scoring
     assert set(cold_users) == {"newbie", "fresh-a", "fresh-b", str(base.user_ids[0])}
     assert not {"i02", "i07"} & set(table.column("item_id").to_pylist())  # unavailable
+    rows = table.to_pandas()
+    newbie = rows[rows.user_id == "newbie"]
+    assert set(newbie.source) == {"fold_in"} and newbie.because.map(len).gt(0).all()
+    assert set(newbie.because.explode()) <= {"i02", "i05"}  # its history the model knows
+    assert rows[rows.source == "model"].because.map(len).gt(0).any()
 
-    cols = ["user_id", "rank", "item_id", "score", "source", "model_version", "generated_at"]
-    local = spark.createDataFrame(pq.read_table(tmp_path / "local").to_pandas()[cols])
-    dist = spark.createDataFrame(table.to_pandas()[cols])
+    local = spark.createDataFrame(_compared(pq.read_table(tmp_path / "local")))
+    dist = spark.createDataFrame(_compared(table))
     assert local.count() == 27 * 5
     assert_approx_df_equality(local, dist, precision=1e-5, ignore_row_order=True, ignore_nullable=True)

@@ -96,15 +96,19 @@ def test_user_without_history_gets_popular_items(tmp_path):
     assert cold["score"].tolist() == sorted(counts, reverse=True)[:2]
 
 
-def test_user_unknown_to_the_model_gets_popular_items_minus_seen(tmp_path):
+@pytest.mark.parametrize("fold_in", [True, False])
+def test_user_unknown_to_the_model_is_folded_in_else_gets_popular_items_minus_seen(tmp_path, fold_in):
     data = make_data(n_users=6, n_items=5, per_user=2)
     bundle = fit_bundle(data)
     # The model never saw u00 (as if trained on an older day): drop it from the bundle's ids.
     bundle = ModelBundle(bundle.model, np.where(bundle.user_ids == "u00", "gone", bundle.user_ids),
                          bundle.item_ids)
-    df, _ = run(bundle, data, tmp_path, top_n=3)
+    options = ScoreConfig(top_n=3, block_size=5)
+    summary = write_topn(bundle, data, PROV, tmp_path, options, fold_in=fold_in)
+    df = pq.read_table(tmp_path).to_pandas()
     rows = df[df.user_id == "u00"]
-    assert set(rows["source"]) == {"popular"} and len(rows) == 3
+    assert set(rows["source"]) == ({"fold_in"} if fold_in else {"popular"}) and len(rows) == 3
+    assert summary["users_fold_in"] == int(fold_in)
     assert not seen_pairs(data) & set(zip(rows.user_id, rows.item_id))
 
 

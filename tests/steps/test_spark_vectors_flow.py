@@ -62,7 +62,8 @@ def test_train_writes_vectors_and_spark_score_matches_local(spark, config, caplo
 
     dist = _staged(cfg)
     local = _staged(load_config(overrides={**SMALL, "score.engine": "local"}))
-    assert len(local) == 42 * 5 and set(dist.source) == {"model", "popular"}
+    # user900 (new, with history) is folded in; user901 (no history) gets the popular list.
+    assert len(local) == 42 * 5 and set(dist.source) == {"model", "fold_in", "popular"}
     cols = ["user_id", "rank", "item_id", "score", "source", "model_version"]  # generated_at: now()
     assert_approx_df_equality(spark.createDataFrame(local[cols]), spark.createDataFrame(dist[cols]),
                               precision=1e-5, ignore_row_order=True, ignore_nullable=True)
