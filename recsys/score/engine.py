@@ -35,6 +35,7 @@ from recsys.score._sink import (
     ParquetSink,
     Provenance,
 )
+from recsys.score.rules import Rules
 from recsys.score.staging import SCORING_INFO, pending_path
 from recsys.score.topn import block_mask_coords, make_scorer
 
@@ -163,15 +164,21 @@ class _ColdStart:
 
 
 def iter_blocks(bundle: Bundle, data: ScoringData, options: ScoreConfig,
-                device: torch.device, candidates: Recommender | None = None):
+                device: torch.device, candidates: Recommender | None = None, rules: Rules | None = None):
     """Yield :class:`Block` s over all training-set users in id order.
 
     Item positions index ``concat(bundle.item_ids, data.item_ids)``: model rows use the model's
-    items, cold-start rows the training set's (offset by the model's catalog size).
+    items, cold-start rows the training set's (offset by the model's catalog size). ``rules``:
+    business rules (:mod:`recsys.score.rules`); the popular fallback honours their exclusions.
     """
     items = scored_items(bundle, data, options)
-    scorer = make_scorer(bundle.model, options, device, items, candidates)
+    bound = None if rules is None else rules.bind(bundle.item_ids)
+    if bound is not None:
+        items = bound.restrict(items)
+    scorer = make_scorer(bundle.model, options, device, items, candidates, rules=bound)
     plan = make_plan(bundle, data, options, scorer.col_map)
+    if rules is not None:
+        plan.available = rules.allowed(data.item_ids, plan.available)
     n = options.top_n
     cold = _ColdStart(bundle, data, plan, n, items, offset=len(bundle.item_ids))
     for start in range(0, len(plan.order), options.block_size):
@@ -197,7 +204,8 @@ def iter_blocks(bundle: Bundle, data: ScoringData, options: ScoreConfig,
 def write_topn(bundle: Bundle, data: ScoringData, provenance: Provenance, out_dir: Path,
                options: ScoreConfig, device: torch.device = torch.device("cpu"),
                candidates: Recommender | None = None,
-               on_block: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+               on_block: Callable[[int, int], None] | None = None,
+               rules: Rules | None = None) -> dict[str, Any]:
     """Score all users of ``data`` and write one Parquet file into ``out_dir``; return a summary.
 
     ``on_block(done_users, total_users)`` is called after each block is handed to the writer.
@@ -211,7 +219,7 @@ def write_topn(bundle: Bundle, data: ScoringData, provenance: Provenance, out_di
     by_source = np.zeros(3, np.int64)
     done = 0
     with ParquetSink(out_dir / DATA_FILE, builder) as sink:
-        for block in iter_blocks(bundle, data, options, device, candidates):
+        for block in iter_blocks(bundle, data, options, device, candidates, rules):
             has_rows = (block.items >= 0).any(axis=1)
             by_source += np.bincount(block.source[has_rows], minlength=3)
             sink.put(block)
