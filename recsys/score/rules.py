@@ -154,19 +154,22 @@ class Rules:
         if cfg.cap:
             item_of_row = np.full(self.catalog.num_rows, -1, np.int64)
             item_of_row[row[listed]] = np.flatnonzero(listed)
-            per_item_cats: list[list[int]] = [[] for _ in range(n)]
-            caps: list[int] = []
+            all_items, all_cats, caps = [], [], []
             for rule in cfg.cap:
                 rows, codes, values = _categories(self.catalog, rule.attribute)
                 items = item_of_row[rows]
-                for i, c in zip(items[items >= 0], codes[items >= 0] + len(caps)):
-                    per_item_cats[i].append(int(c))
+                all_items.append(items[items >= 0])
+                all_cats.append(codes[items >= 0] + len(caps))  # categories of all caps, one space
                 caps += [rule.max] * len(values)
                 names += [f"{rule.attribute}={v}" for v in values]
-            width = max((len(c) for c in per_item_cats), default=0)
-            members = np.full((n, max(width, 1)), -1, np.int64)
-            for i, cats in enumerate(per_item_cats):
-                members[i, :len(cats)] = cats
+            items, cats = np.concatenate(all_items), np.concatenate(all_cats)
+            order = np.argsort(items, kind="stable")
+            items, cats = items[order], cats[order]
+            # slot of each (item, category) pair within its item's row of `members`
+            starts = np.searchsorted(items, items, side="left")
+            slot = np.arange(len(items)) - starts
+            members = np.full((n, int(slot.max(initial=-1)) + 1 or 1), -1, np.int64)
+            members[items, slot] = cats
             cap_max = np.asarray(caps, np.int64)
         return ItemRules(
             excluded=excluded if excluded.any() else None,

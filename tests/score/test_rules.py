@@ -131,6 +131,16 @@ def test_cap_fills_the_list_beyond_the_candidate_pool():
     assert items.tolist() == [[0, -1, -1]] and np.isneginf(vals[0, 1:]).all()
 
 
+def test_two_caps_count_each_attribute_separately():
+    ids = [f"i{k:02d}" for k in range(5)]
+    cat = catalog(ids, genres=[["a"], ["b"], ["a", "b"], ["c"], ["c"]],
+                  tags=[["x"], ["x"], [], ["y"], ["x"]])
+    r = bound(rules(cat, cap=[{"attribute": "genres", "max": 1}, {"attribute": "tags", "max": 1}]), 5)
+    # i00 (a, x); i01 b but x is full; i02 a is full; i03 (c, y); i04 c is full
+    items, _ = r.top_n(torch.tensor([[5.0, 4, 3, 2, 1]]), 4)
+    assert items.tolist() == [[0, 3, -1, -1]]
+
+
 def test_adjust_boosts_and_buries_by_attribute():
     ids = [f"i{k:02d}" for k in range(4)]
     cat = catalog(ids, year=[1950.0, 2020.0, 2021.0, None], tags=[["promo"], [], [], ["promo"]])
