@@ -6,16 +6,18 @@ the publish step writes into the partition's ``_manifest.json`` (key ``report``)
 ``publish.report_bounds`` and logs to MLflow. Definitions (docs/models.md, "The nightly report"):
 
 * ``catalog_coverage``: distinct recommended items / items that may be recommended (the
-  training set's catalog, less the items marked unavailable);
+  training set's catalog, less the items marked unavailable) (:func:`recsys.metrics.catalog_coverage`);
 * ``gini``: Gini coefficient of how often each of those items is recommended (0: every item
   equally often; close to 1: a few items fill every list);
 * ``intra_list_diversity``: per user, the mean cosine distance (1 - cosine similarity) between
   the item-feature vectors of every pair in the list, averaged over users; the genre columns
   (``genre_*``) of the training set's item features when there are any, else all of them; None
   without item features. Items with an all-zero vector are left out of the pairs;
-* ``novelty``: mean self-information of the recommended items in bits, -log2 p(i) with
-  p(i) = (users who interacted with i + 1) / (users + 1) (a never-seen item is the most novel);
-  ``mean_popularity``: the mean of p(i) over all rows (popularity bias);
+* ``novelty_bits``: mean self-information of the recommended items in bits, -log2 p(i), p(i) the
+  share of the training set's users who interacted with item i (an item nobody interacted with
+  counts as the least popular one that somebody did); ``mean_popularity``: the mean p(i) over all
+  rows (popularity bias, ARP). The same definitions as the evaluate step's ``novelty@k`` and
+  ``arp@k`` (:mod:`recsys.metrics`);
 * ``source_share``: the share of users whose list comes from each ``source``;
 * ``overlap``: the Jaccard similarity of each user's item set with the previous published day's,
   averaged over the users present in both tables (None without a previous day).
@@ -28,14 +30,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from recsys import metrics
+
 
 @dataclasses.dataclass(frozen=True)
 class ReportInputs:
     """What the report needs from the day's training set, by item id."""
 
     item_ids: np.ndarray  # the catalog, position = item_idx
-    item_users: np.ndarray  # int, per item: distinct users who interacted with it
-    n_users: int  # users in the training set
+    popularity: np.ndarray  # per item: share of the training set's users who interacted with it
     recommendable: np.ndarray | None = None  # bool per item (available); None = all
     features: np.ndarray | None = None  # float (n_items, d) for intra-list diversity
     feature_set: str | None = None  # which columns ``features`` holds (for the report)
@@ -45,9 +48,6 @@ class ReportInputs:
         """From a :class:`recsys.data.training_set.TrainingSet`; ``feature_names`` names the
         columns of its item-feature matrix (then only ``genre_*`` columns are used if present)."""
         inter = ts.interactions
-        pairs = np.unique(np.stack([inter.user_idx, inter.item_idx]), axis=1) \
-            if len(inter.user_idx) else np.empty((2, 0), np.int64)
-        item_users = np.bincount(pairs[1], minlength=len(ts.item_ids))
         feats, which = inter.item_features, None
         if feats is not None and feats.shape[1]:
             which = "all item features"
@@ -57,7 +57,7 @@ class ReportInputs:
                     feats, which = feats[:, genre], "genre_*"
         else:
             feats = None
-        return cls(np.asarray(ts.item_ids).astype(str), item_users, int(inter.n_users),
+        return cls(np.asarray(ts.item_ids).astype(str), metrics.item_popularity(inter.csr("ones")),
                    None if ts.item_available is None else np.asarray(ts.item_available, bool),
                    feats, which)
 
@@ -72,11 +72,13 @@ def _user_codes(table: pa.Table) -> np.ndarray:
 
 
 def catalog_coverage(item_pos: np.ndarray, recommendable: np.ndarray) -> tuple[float, int, int]:
-    """(coverage, recommended items, catalog items): ``item_pos`` are the rows' catalog positions."""
+    """(coverage, recommended items, catalog items): ``item_pos`` are the rows' catalog positions;
+    only items that may be recommended count, on both sides."""
     total = int(recommendable.sum())
-    hit = np.unique(item_pos[item_pos >= 0])
-    covered = int(recommendable[hit].sum())
-    return (covered / total if total else 0.0), covered, total
+    pos = item_pos[item_pos >= 0]
+    pos = pos[recommendable[pos]]
+    covered = len(np.unique(pos))
+    return (metrics.catalog_coverage(pos[:, None], total, 1) if total else 0.0), covered, total
 
 
 def gini(counts: np.ndarray) -> float:
@@ -115,13 +117,14 @@ def intra_list_diversity(users: np.ndarray, item_pos: np.ndarray, features: np.n
     return float(np.mean(1.0 - mean_sim))
 
 
-def novelty(item_pos: np.ndarray, item_users: np.ndarray, n_users: int) -> tuple[float, float]:
-    """(mean self-information in bits, mean popularity p(i)) over the rows."""
-    users = np.where(item_pos >= 0, item_users[np.maximum(item_pos, 0)], 0)
-    p = (users + 1.0) / (n_users + 1.0)
-    if not len(p):
-        return 0.0, 0.0
-    return float(np.mean(-np.log2(p))), float(np.mean(p))
+def novelty(item_pos: np.ndarray, popularity: np.ndarray) -> tuple[float | None, float | None]:
+    """(mean self-information in bits, mean popularity) over the rows whose item is in the
+    catalog (:func:`recsys.metrics.novelty`, :func:`recsys.metrics.average_popularity`); None
+    without such rows."""
+    rows = item_pos[item_pos >= 0][:, None]
+    if not len(rows):
+        return None, None
+    return metrics.novelty(rows, popularity, 1), metrics.average_popularity(rows, popularity, 1)
 
 
 def source_share(table: pa.Table) -> dict[str, float]:
@@ -161,7 +164,7 @@ def nightly_report(table: pa.Table, inputs: ReportInputs, previous: pa.Table | N
                      else inputs.recommendable)
     coverage, covered, total = catalog_coverage(item_pos, recommendable)
     counts = np.bincount(item_pos[item_pos >= 0], minlength=len(inputs.item_ids))[recommendable]
-    bits, pop = novelty(item_pos, inputs.item_users, inputs.n_users)
+    bits, pop = novelty(item_pos, inputs.popularity)
     ild = None
     if inputs.features is not None and table.num_rows:
         ild = intra_list_diversity(_user_codes(table), item_pos, inputs.features)

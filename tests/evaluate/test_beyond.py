@@ -64,13 +64,14 @@ def test_intra_list_diversity_is_mean_pairwise_cosine_distance():
     assert intra_list_diversity(np.array([0]), np.array([0]), feats) is None
 
 
-def test_novelty_is_mean_self_information_with_add_one_smoothing():
-    item_users = np.array([3, 1, 0])  # of 3 users
-    bits, pop = novelty(np.array([0, 1, 2]), item_users, 3)
-    p = np.array([4 / 4, 2 / 4, 1 / 4])
-    assert bits == pytest.approx(np.mean(-np.log2(p)))  # (0 + 1 + 2) / 3 = 1 bit
-    assert bits == pytest.approx(1.0)
-    assert pop == pytest.approx(p.mean())
+def test_novelty_is_mean_self_information_of_the_rows():
+    popularity = np.array([1.0, 0.5, 0.0, 0.25])  # share of users; item 2: nobody
+    bits, pop = novelty(np.array([0, 1, 1, 3, -1]), popularity)  # -1: not in the catalog
+    assert bits == pytest.approx((0 + 1 + 1 + 2) / 4)
+    assert pop == pytest.approx((1 + 0.5 + 0.5 + 0.25) / 4)
+    # an item nobody interacted with counts as the least popular one somebody did (0.25: 2 bits)
+    assert novelty(np.array([2]), popularity)[0] == pytest.approx(2.0)
+    assert novelty(np.array([-1]), popularity) == (None, None)
 
 
 def test_source_share_is_per_user():
@@ -86,7 +87,7 @@ def test_overlap_is_mean_jaccard_over_users_in_both_days():
 
 
 def test_nightly_report_puts_it_together():
-    inputs = ReportInputs(item_ids=ITEMS, item_users=np.array([3, 2, 1, 0, 0]), n_users=3,
+    inputs = ReportInputs(item_ids=ITEMS, popularity=np.array([1, 2 / 3, 1 / 3, 0, 0]),
                           recommendable=np.array([True, True, True, True, False]),
                           features=np.array([[1, 0], [0, 1], [1, 1], [1, 0], [0, 1]], np.float32),
                           feature_set="genre_*")
@@ -99,6 +100,9 @@ def test_nightly_report_puts_it_together():
     assert report["diversity_features"] == "genre_*"
     assert report["overlap"] == 1.0 and report["overlap_users"] == 3
     assert report["previous_ds"] == "2026-01-01"
-    no_history = nightly_report(TODAY, ReportInputs(ITEMS, np.zeros(5, np.int64), 3))
+    # rows a b | a c | a b: p = 1, 2/3 | 1, 1/3 | 1, 2/3
+    assert report["novelty_bits"] == pytest.approx(np.mean(-np.log2([1, 2 / 3, 1, 1 / 3, 1, 2 / 3])))
+    assert report["mean_popularity"] == pytest.approx(np.mean([1, 2 / 3, 1, 1 / 3, 1, 2 / 3]))
+    no_history = nightly_report(TODAY, ReportInputs(ITEMS, np.zeros(5)))
     assert no_history["overlap"] is None and no_history["intra_list_diversity"] is None
     assert no_history["catalog_coverage"] == pytest.approx(3 / 5)

@@ -16,7 +16,7 @@ from recsys.score.validate import TableRejected
 from tests.test_publish import REF, stage, table
 
 D1, D2 = "2024-03-02", "2024-03-03"
-INPUTS = ReportInputs(item_ids=np.array([f"i{k}" for k in range(10)]), item_users=np.arange(10), n_users=3)
+INPUTS = ReportInputs(item_ids=np.array([f"i{k}" for k in range(10)]), popularity=np.arange(10) / 10)
 # Day 1 recommends i1, i3, i4: coverage 3/10.
 DAY1 = [("u1", 1, "i3", 0.9, "model"), ("u1", 2, "i4", 0.5, "model"),
         ("u2", 1, "i1", 0.8, "model"), ("u2", 2, "i3", 0.8, "model"),

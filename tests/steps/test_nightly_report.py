@@ -58,9 +58,10 @@ def test_report_uses_the_training_sets_genres_and_popularity(config):
     # u3 {i1: a, i3: a+b} -> 1 - 1/sqrt2.
     assert r["diversity_features"] == "genre_*"
     assert r["intra_list_diversity"] == pytest.approx(2 * (1 - 1 / np.sqrt(2)) / 3)
-    # p(i) = (users + 1) / 4: rows i3 i4 | i1 i0 | i1 i3 -> users 0 0 | 1 0 | 1 0
-    p = np.array([1, 1, 2, 1, 2, 1]) / 4
-    assert r["novelty_bits"] == pytest.approx(np.mean(-np.log2(p)))
+    # p(i): share of the 3 users, rows i3 i4 | i1 i0 | i1 i3 -> 0 0 | 1/3 0 | 1/3 0; for the
+    # novelty, items nobody interacted with count as the least popular seen one (1/3)
+    p = np.array([0, 0, 1, 0, 1, 0]) / 3
+    assert r["novelty_bits"] == pytest.approx(-np.log2(1 / 3))
     assert r["mean_popularity"] == pytest.approx(p.mean())
 
 
