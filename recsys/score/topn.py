@@ -7,6 +7,9 @@ columns are dropped up front), and ``torch.topk`` keeps the best ``n``. Memory i
 
 Non-factorized models either score the full catalog per block (``score_users``, fine for small
 catalogs) or re-rank the top-``M`` candidates of a factorized model with ``score``.
+
+Every scorer takes optional business rules (:class:`recsys.score.rules.ItemRules`) and applies
+them to each block's scores before the cut (:func:`cut`); both engines build their lists here.
 """
 from __future__ import annotations
 
