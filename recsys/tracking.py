@@ -7,6 +7,7 @@ them. Registered models are named ``<prefix><family>`` (e.g. ``recsys_mf_bpr``);
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import logging
 import tempfile
@@ -389,12 +390,16 @@ def _report_plot(series: list[tuple[str, dict]], names: tuple[str, ...]):
 
     names = [n for n in names if any(r.get(n) is not None for _, r in series)]
     fig, axes = plt.subplots(len(names), 1, figsize=(7, 1.8 * len(names) + 0.6), sharex=True, squeeze=False)
-    days = [d for d, _ in series]
+    days = [dt.date.fromisoformat(d) for d, _ in series]
     for ax, name in zip(axes[:, 0], names):
         values = [np.nan if r.get(name) is None else float(r[name]) for _, r in series]
         ax.plot(days, values, marker="o")
         ax.set_ylabel(name, rotation=0, ha="right", fontsize=8)
         ax.grid(alpha=0.3)
+    from matplotlib.dates import DateFormatter
+
+    axes[-1, 0].set_xticks(days)  # one tick per published day (retention keeps a few weeks)
+    axes[-1, 0].xaxis.set_major_formatter(DateFormatter("%Y-%m-%d"))
     axes[-1, 0].tick_params(axis="x", rotation=45, labelsize=7)
     fig.suptitle("nightly report over published days")
     fig.tight_layout()
