@@ -30,8 +30,8 @@ def _reference(cfg: Config, ts: TrainingSet) -> Reference:
 def report_inputs(ts: TrainingSet) -> ReportInputs:
     """The report's view of the training set: catalog, popularity, item features by name."""
     names = None
-    folder = ts.path / "item_features"
-    if ts.interactions.item_features is not None and folder.is_dir():
+    folder = None if getattr(ts, "path", None) is None else ts.path / "item_features"
+    if ts.interactions.item_features is not None and folder is not None and folder.is_dir():
         cols = pads.dataset(str(folder), format="parquet").schema.names
         names = sorted(c for c in cols if c not in ("item_idx", "available"))  # the matrix's order
     return ReportInputs.from_training_set(ts, names)
