@@ -193,6 +193,115 @@ class EvaluateConfig(_Frozen):
         return metric
 
 
+# Item attributes business rules may name: the columns of the clean `items` catalog
+# (schema.ITEM_CATALOG; a test holds the two equal without importing pyspark here), by kind.
+CATALOG_ATTRIBUTES = {
+    "item_id": "string", "title": "string", "genres": "list", "tags": "list",
+    "year": "number", "price": "number", "available": "bool", "description": "string",
+}
+# Operators of a rule's condition, by attribute kind.
+RULE_OPERATORS = {
+    "string": ("==", "!=", "in", "not_in"),
+    "number": ("==", "!=", "<", "<=", ">", ">=", "in", "not_in"),
+    "bool": ("==", "!="),
+    "list": ("contains", "not_contains", "contains_any", "contains_none"),
+}
+_LIST_VALUED = ("in", "not_in", "contains_any", "contains_none")
+
+
+class RuleCondition(_Frozen):
+    """``<attribute> <op> <value>`` on one catalog attribute, e.g. ``available == false``."""
+
+    attribute: str
+    op: str
+    value: Any
+
+    @field_validator("attribute")
+    @classmethod
+    def _known_attribute(cls, v: str) -> str:
+        if v not in CATALOG_ATTRIBUTES:
+            raise ValueError(f"unknown item attribute {v!r}: rules can use the catalog's "
+                             f"{', '.join(CATALOG_ATTRIBUTES)}")
+        return v
+
+    @field_validator("op")
+    @classmethod
+    def _known_op(cls, v: str, info: ValidationInfo) -> str:
+        attr = info.data.get("attribute")
+        if attr is None:  # the attribute's own error is reported
+            return v
+        kind = CATALOG_ATTRIBUTES[attr]
+        if v not in RULE_OPERATORS[kind]:
+            raise ValueError(f"operator {v!r} does not apply to {attr!r} (a {kind}): use one of "
+                             f"{', '.join(RULE_OPERATORS[kind])}")
+        return v
+
+    @field_validator("value")
+    @classmethod
+    def _typed_value(cls, v: Any, info: ValidationInfo) -> Any:
+        attr, op = info.data.get("attribute"), info.data.get("op")
+        if attr is None or op is None:
+            return v
+        kind = CATALOG_ATTRIBUTES[attr]
+        many = op in _LIST_VALUED
+        values = v if many else [v]
+        if many and (not isinstance(v, (list, tuple)) or not v):
+            raise ValueError(f"{attr} {op}: expected a non-empty list of values, got {v!r}")
+        want = {"string": str, "list": str, "bool": bool, "number": (int, float)}[kind]
+        for x in values:
+            if not isinstance(x, want) or (kind == "number" and isinstance(x, bool)):
+                raise ValueError(f"{attr} {op} {v!r}: {attr} is a {kind}, so the value must be "
+                                 f"{'strings' if kind == 'list' else 'a ' + kind}")
+        return tuple(values) if many else v
+
+
+class ExcludeRule(RuleCondition):
+    """Items matching the condition are never recommended."""
+
+
+class AdjustRule(RuleCondition):
+    """Boost or bury matching items: score * multiply + add (multiply > 0 keeps the order)."""
+
+    multiply: Float = Field(1.0, gt=0)
+    add: Float = 0.0
+
+
+class CapRule(_Frozen):
+    """At most ``max`` items per value of ``attribute`` (a list or string) in one user's list."""
+
+    attribute: str
+    max: StrictInt = Field(ge=1)
+
+    @field_validator("attribute")
+    @classmethod
+    def _categorical(cls, v: str) -> str:
+        kind = CATALOG_ATTRIBUTES.get(v)
+        if kind not in ("list", "string"):
+            ok = [a for a, k in CATALOG_ATTRIBUTES.items() if k in ("list", "string")]
+            raise ValueError(f"cannot cap by {v!r}: "
+                             + ("unknown item attribute" if kind is None else f"a {kind}, not categorical")
+                             + f"; use one of {', '.join(ok)}")
+        return v
+
+
+class RulesConfig(_Frozen):
+    """Business rules applied to the model's scores before the top-N is cut (recsys.score.rules).
+
+    Attributes come from the clean ``items`` catalog (the newest partition at or before ds).
+    """
+
+    exclude: tuple[ExcludeRule, ...] = ()
+    adjust: tuple[AdjustRule, ...] = ()
+    cap: tuple[CapRule, ...] = ()
+    # With caps: each user's best top_n * pool_factor candidates are walked greedily; a user
+    # whose list is still short is walked again over the whole catalog.
+    pool_factor: StrictInt = Field(3, ge=1)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.exclude or self.adjust or self.cap)
+
+
 class ScoreConfig(_Frozen):
     # The model family whose `champion` version writes the published table.
     model: str = "ease_hybrid"
@@ -209,10 +318,23 @@ class ScoreConfig(_Frozen):
     # engine=spark: versions per model whose vectors the train step keeps in the warehouse
     # (model_vectors/; the champion's always stay).
     vectors_keep_versions: StrictInt = Field(3, ge=1)
+    # Business rules (exclude / adjust / cap by catalog attribute); none by default.
+    rules: RulesConfig = RulesConfig()
+
+
+class ReportBounds(_Frozen):
+    """How far the nightly report (recsys.evaluate.beyond) may move from the previous published
+    day before publish refuses the table (``--force`` / ``force_publish`` overrides); null: off."""
+
+    # |coverage - previous| / previous may not exceed this (0.5: within -50%..+50%).
+    max_coverage_change: Float | None = Field(None, gt=0)
+    # The mean Jaccard overlap of users' lists with the previous day's may not fall below this.
+    min_overlap: Float | None = Field(None, ge=0, le=1)
 
 
 class PublishConfig(_Frozen):
     retention_partitions: StrictInt = Field(14, ge=1)
+    report_bounds: ReportBounds = ReportBounds()
 
 
 class MlflowConfig(_Frozen):

@@ -7,6 +7,7 @@ them. Registered models are named ``<prefix><family>`` (e.g. ``recsys_mf_bpr``);
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import logging
 import tempfile
@@ -427,3 +428,69 @@ def erased_data_pending(cfg: Config, family: str, version: str) -> bool:
     except MlflowException:
         return False
     return (mv.tags or {}).get(ERASED_PENDING_TAG) == "true"
+
+
+# --- the nightly report (recsys.evaluate.beyond): one run per published day -------------------
+
+REPORT_KIND = "nightly_report"
+REPORT_PLOT = "nightly_report.png"
+
+
+def _report_plot(series: list[tuple[str, dict]], names: tuple[str, ...]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n in names if any(r.get(n) is not None for _, r in series)]
+    fig, axes = plt.subplots(len(names), 1, figsize=(7, 1.8 * len(names) + 0.6), sharex=True, squeeze=False)
+    days = [dt.date.fromisoformat(d) for d, _ in series]
+    for ax, name in zip(axes[:, 0], names):
+        values = [np.nan if r.get(name) is None else float(r[name]) for _, r in series]
+        ax.plot(days, values, marker="o")
+        ax.set_ylabel(name, rotation=0, ha="right", fontsize=8)
+        ax.grid(alpha=0.3)
+    from matplotlib.dates import DateFormatter
+
+    axes[-1, 0].set_xticks(days)  # one tick per published day (retention keeps a few weeks)
+    axes[-1, 0].xaxis.set_major_formatter(DateFormatter("%Y-%m-%d"))
+    axes[-1, 0].tick_params(axis="x", rotation=45, labelsize=7)
+    fig.suptitle("nightly report over published days")
+    fig.tight_layout()
+    return fig
+
+
+def log_nightly_report(cfg: Config, ds: str, report: dict, history: list[tuple[str, dict]],
+                       manifest: dict | None = None) -> str:
+    """Log the nightly report of published day ``ds`` to its own MLflow run and return its id.
+
+    One run per day, named ``nightly-report <ds>`` and tagged ``kind=nightly_report``, ``ds`` and
+    the model that scored the table (a rerun of the day logs to the same run again). Metrics:
+    every numeric report value and ``source_share.<source>``; artifacts: ``nightly_report.json``
+    and ``nightly_report.png``, the metrics over ``history`` (earlier days' ``(ds, report)``,
+    from their manifests) and today.
+    """
+    from recsys.evaluate.beyond import SERIES
+
+    experiment_id = setup(cfg)
+    manifest = manifest or {}
+    found = mlflow.search_runs([experiment_id], filter_string=f"tags.kind = '{REPORT_KIND}' and tags.ds = '{ds}'",
+                               max_results=1, output_format="list")
+    run_id = found[0].info.run_id if found else None
+    metrics = {k: float(v) for k, v in report.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    metrics.update({f"source_share.{k}": float(v) for k, v in (report.get("source_share") or {}).items()})
+    series = sorted([(d, r) for d, r in history if d != ds] + [(ds, report)])
+    with mlflow.start_run(run_id=run_id, experiment_id=experiment_id, run_name=f"nightly-report {ds}") as run:
+        mlflow.set_tags({"kind": REPORT_KIND, "ds": ds,
+                         "model_name": str(manifest.get("model_name")),
+                         "model_version": str(manifest.get("model_version")),
+                         "model_run_id": str(manifest.get("mlflow_run_id"))})
+        mlflow.log_metrics(metrics)
+        mlflow.log_dict(report, "nightly_report.json")
+        fig = _report_plot(series, SERIES)
+        mlflow.log_figure(fig, REPORT_PLOT)
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+        return run.info.run_id

@@ -8,13 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from recsys.config import CleanConfig
-from recsys.etl.erasures import Erasures
 from recsys.etl.clean import (
     _EPOCH_MS_THRESHOLD,
     _REPLACEMENT_CHAR,
     _window,
     canonical_id_sql,
 )
+from recsys.etl.erasures import Erasures
 from recsys.etl.landing import discover
 
 _FIELDS = ("event_id", "user_id", "item_id", "event_type", "value", "ts")

@@ -39,6 +39,7 @@ from recsys.score._sink import (
     ParquetSink,
     Provenance,
 )
+from recsys.score.rules import Rules
 from recsys.score.staging import SCORING_INFO, pending_path
 from recsys.score.topn import block_mask_coords, make_scorer
 
@@ -168,17 +169,24 @@ class _ColdStart:
 
 def iter_blocks(bundle: Bundle, data: ScoringData, options: ScoreConfig,
                 device: torch.device, candidates: Recommender | None = None,
-                because: bool = True, fold_in: bool = True):
+                because: bool = True, fold_in: bool = True, rules: Rules | None = None):
     """Yield :class:`Block` s over all training-set users in id order.
 
     Item positions index ``concat(bundle.item_ids, data.item_ids)``: model and fold-in rows use
     the model's items, cold-start rows the training set's (offset by the model's catalog size).
     ``because=False`` / ``fold_in=False`` leave the reasons out / send new users to the fallback
-    (the scoring benchmark measures the cost of ``because`` that way).
+    (the scoring benchmark measures the cost of ``because`` that way). ``rules``: business rules
+    (:mod:`recsys.score.rules`); their exclusions hold for every row (model, fold-in and the
+    popular fallback), their boosts and caps for model rows.
     """
     items = scored_items(bundle, data, options)
-    scorer = make_scorer(bundle.model, options, device, items, candidates)
+    bound = None if rules is None else rules.bind(bundle.item_ids)
+    if bound is not None:
+        items = bound.restrict(items)
+    scorer = make_scorer(bundle.model, options, device, items, candidates, rules=bound)
     plan = make_plan(bundle, data, options, scorer.col_map)
+    if rules is not None:
+        plan.available = rules.allowed(data.item_ids, plan.available)
     n = options.top_n
     support = reasons.support_for(bundle.model) if because else None
     fold = foldin.FoldIn.for_model(bundle.model, items) if fold_in else None
@@ -226,7 +234,8 @@ def write_topn(bundle: Bundle, data: ScoringData, provenance: Provenance, out_di
                options: ScoreConfig, device: torch.device = torch.device("cpu"),
                candidates: Recommender | None = None,
                on_block: Callable[[int, int], None] | None = None,
-               because: bool = True, fold_in: bool = True) -> dict[str, Any]:
+               because: bool = True, fold_in: bool = True,
+               rules: Rules | None = None) -> dict[str, Any]:
     """Score all users of ``data`` and write one Parquet file into ``out_dir``; return a summary.
 
     ``on_block(done_users, total_users)`` is called after each block is handed to the writer.
@@ -241,7 +250,7 @@ def write_topn(bundle: Bundle, data: ScoringData, provenance: Provenance, out_di
     by_source = np.zeros(4, np.int64)
     done = 0
     with ParquetSink(out_dir / DATA_FILE, builder) as sink:
-        for block in iter_blocks(bundle, data, options, device, candidates, because, fold_in):
+        for block in iter_blocks(bundle, data, options, device, candidates, because, fold_in, rules):
             has_rows = (block.items >= 0).any(axis=1)
             by_source += np.bincount(block.source[has_rows], minlength=4)
             sink.put(block)

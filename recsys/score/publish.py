@@ -2,7 +2,8 @@
 
 Contract of a published partition ``<warehouse>/recommendations/ds=<ds>/``:
 - one or more ``*.parquet`` files with ``schema.RECOMMENDATIONS_ARROW``, sorted by user, rank;
-- ``_manifest.json``: counts, provenance, schema, per-file sha256 and one table checksum;
+- ``_manifest.json``: counts, provenance, schema, per-file sha256, one table checksum and, when
+  the caller passes the day's :class:`~recsys.evaluate.beyond.ReportInputs`, the nightly report;
 - ``_SUCCESS``, written last (by :func:`recsys.io.publish_dir`).
 Both metadata files start with ``_`` so Spark, Trino and Hive skip them when reading the data.
 Nothing here imports Spark except :func:`register_external_table`.
@@ -14,7 +15,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -22,9 +23,18 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from recsys import io
+from recsys.config import ReportBounds
+from recsys.evaluate.beyond import ReportInputs, nightly_report
 from recsys.schema import RECOMMENDATIONS, RECOMMENDATIONS_ARROW
 from recsys.score.staging import SCORING_INFO, pending_path
-from recsys.score.validate import Check, Reference, validate
+from recsys.score.validate import (
+    Check,
+    Reference,
+    check_report,
+    check_schema,
+    check_values,
+    validate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +69,8 @@ def file_checksums(folder: Path) -> tuple[list[dict[str, Any]], str]:
     return files, hashlib.sha256(lines.encode()).hexdigest()
 
 
-def build_manifest(folder: Path, ds: str, table: pa.Table, checks: list[Check], force: bool) -> dict:
+def build_manifest(folder: Path, ds: str, table: pa.Table, checks: list[Check], force: bool,
+                   report: dict | None = None) -> dict:
     """The manifest of the table staged in ``folder``."""
     files, checksum = file_checksums(folder)
     first = {c: table.column(c)[0].as_py() for c in
@@ -82,38 +93,85 @@ def build_manifest(folder: Path, ds: str, table: pa.Table, checks: list[Check], 
         "checks": [{"name": c.name, "ok": c.ok, "skipped": c.skipped} for c in checks],
         "forced": force,
         "scoring": json.loads(info_file.read_text()) if info_file.exists() else None,
+        "report": report,
     }
 
 
-def validate_staged(warehouse: Path | str, ds: str, top_n: int, reference: Reference | None = None,
-                    force: bool = False, staged: Path | None = None) -> tuple[Path, pa.Table, list[Check]]:
-    """Validate the staged table of ``ds`` without publishing: (folder, table, checks).
+def previous_partition(warehouse: Path | str, ds: str) -> str | None:
+    """The newest complete published day before ``ds`` (yesterday, on a nightly schedule)."""
+    days = [d for d in io.list_partitions(warehouse, RECOMMENDATIONS) if d < ds]
+    return days[-1] if days else None
 
-    Raises like :func:`publish`; touches nothing.
+
+def day_report(warehouse: Path | str, ds: str, table: pa.Table, inputs: ReportInputs) -> tuple[dict, dict | None]:
+    """(the nightly report of ``table``, the previous published day's report from its manifest,
+    None when there is no previous day or it has no report)."""
+    prev_ds = previous_partition(warehouse, ds)
+    prev_table = None if prev_ds is None else read_table(io.partition_path(warehouse, RECOMMENDATIONS, prev_ds))
+    report = nightly_report(table, inputs, prev_table, prev_ds)
+    prev_manifest = None if prev_ds is None else published_manifest(warehouse, prev_ds)
+    return report, (prev_manifest or {}).get("report")
+
+
+def report_history(warehouse: Path | str, before: str | None = None) -> list[tuple[str, dict]]:
+    """(ds, report) of every published day whose manifest carries a report, oldest first."""
+    out = []
+    for d in io.list_partitions(warehouse, RECOMMENDATIONS):
+        if before is not None and d >= before:
+            continue
+        m = published_manifest(warehouse, d)
+        if m and m.get("report"):
+            out.append((d, m["report"]))
+    return out
+
+
+def validate_staged(warehouse: Path | str, ds: str, top_n: int, reference: Reference | None = None,
+                    force: bool = False, staged: Path | None = None, report_inputs: ReportInputs | None = None,
+                    bounds: ReportBounds | None = None) -> tuple[Path, pa.Table, list[Check], dict | None]:
+    """Validate the staged table of ``ds`` without publishing: (folder, table, checks, report).
+
+    With ``report_inputs`` the nightly report is computed (else it is None) and checked against
+    ``bounds`` and the previous published day's report. Raises like :func:`publish`; touches nothing.
     """
     staged = Path(staged) if staged else pending_path(warehouse, ds)
     if not staged.is_dir():
         raise FileNotFoundError(f"nothing staged for ds={ds} at {staged}: run `recsys score --ds {ds}` first")
     table = read_table(staged)
-    return staged, table, validate(table, top_n=top_n, reference=reference, force=force)
+    report, extra = None, []
+    # The report reads the lists, so only a table whose columns passed the structural checks.
+    sound = check_schema(table).ok and all(c.ok for c in check_values(table))
+    if report_inputs is not None and sound:
+        report, previous = day_report(warehouse, ds, table, report_inputs)
+        bounds = bounds or ReportBounds()
+        extra = check_report(report, previous, bounds.max_coverage_change, bounds.min_overlap)
+    return staged, table, validate(table, top_n=top_n, reference=reference, force=force, extra=extra), report
 
 
 def publish(warehouse: Path | str, ds: str, top_n: int, keep: int,
             reference: Reference | None = None, force: bool = False,
-            staged: Path | None = None) -> dict:
+            staged: Path | None = None, report_inputs: ReportInputs | None = None,
+            bounds: ReportBounds | None = None,
+            before_swap: Callable[[dict], None] | None = None) -> dict:
     """Validate the staged table of ``ds`` and publish it; return its manifest.
 
-    Raises ``FileNotFoundError`` when nothing is staged and
+    ``report_inputs`` (the day's training set, see :class:`~recsys.evaluate.beyond.ReportInputs`):
+    compute the nightly report, refuse the table when it leaves ``bounds``, and write it into the
+    manifest (``report``). Raises ``FileNotFoundError`` when nothing is staged and
     :class:`recsys.score.validate.TableRejected` when a check fails; in both cases the live
     partition is left as it was, and a rejected table stays in staging for inspection.
+    ``before_swap(manifest)`` runs after validation, before the swap (the step logs the report to
+    MLflow there: if it fails, nothing was published and the publish can simply be retried).
     """
     io.clear_publish_leftovers(warehouse, RECOMMENDATIONS, ds)  # of a publish killed earlier
-    staged, table, checks = validate_staged(warehouse, ds, top_n, reference, force, staged)
+    staged, table, checks, report = validate_staged(warehouse, ds, top_n, reference, force, staged,
+                                                    report_inputs, bounds)
     for c in checks:
         if c.skipped:
             log.warning("--force: publishing despite %s: %s", c.name, c.message)
-    manifest = build_manifest(staged, ds, table, checks, force)
+    manifest = build_manifest(staged, ds, table, checks, force, report)
     (staged / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    if before_swap is not None:
+        before_swap(manifest)
     final = io.partition_path(warehouse, RECOMMENDATIONS, ds)
     io.publish_dir(staged, final)
     dropped = io.drop_old_partitions(warehouse, RECOMMENDATIONS, keep, protect=ds)

@@ -65,6 +65,7 @@ from recsys.score.engine import (
     _ColdStart,
     scored_items,
 )
+from recsys.score.rules import Rules
 from recsys.score.topn import FactorizedScorer
 from recsys.score.vectors import read_info, read_item_vectors, write_bundle_vectors
 
@@ -82,12 +83,17 @@ COLD_FILE = "part-cold-00000.parquet"
 class _Items:
     """The item side, on the driver: the model's items (from the vectors folder) and today's."""
 
-    def __init__(self, warehouse: Path | str, ds: str, vectors: Path, options: ScoreConfig) -> None:
+    def __init__(self, warehouse: Path | str, ds: str, vectors: Path, options: ScoreConfig,
+                 rules: Rules | None = None) -> None:
         self.item_ids, self.item_vectors = read_item_vectors(vectors)  # the model's, index order
         self.day_ids, self.day_available = load_catalog(warehouse, ds)
         # The single-node helpers take a bundle and a training set; these two hold what they read.
         data = _Catalog(self.day_ids, self.day_available)
         self.scored = scored_items(self, data, options)  # model items that may be recommended
+        # Business rules over the model's items, broadcast to the tasks (excluded: never scored).
+        self.rules = None if rules is None else rules.bind(self.item_ids)
+        if self.rules is not None:
+            self.scored = self.rules.restrict(self.scored)
         probe = FactorizedScorer(np.zeros((0, 1), np.float32), np.zeros((len(self.item_ids), 1), np.float32),
                                  items=self.scored)
         model_item = self.item_index(self.day_ids)
@@ -96,6 +102,8 @@ class _Items:
         self.seen_cols = model_item if col_map is None else np.where(model_item >= 0, col_map[model_item], -1)
         self.available = _available(data, options)  # per item of the day, for the popular list
         self.day_to_model = model_item  # per item of the day: the model's item index, or -1
+        if rules is not None:
+            self.available = rules.allowed(self.day_ids, self.available)
 
     def item_index(self, ids: np.ndarray) -> np.ndarray:
         from recsys.models.bundle import _lookup
@@ -109,7 +117,7 @@ class _Catalog:
 
 
 def _map_topn(item_vectors, items, item_ids, seen_cols, n: int, block_size: int, exclude_seen: bool,
-              provenance: Provenance, tasks_dir: str, day_to_model=None):
+              provenance: Provenance, tasks_dir: str, day_to_model=None, rules=None):
     """The per-partition function for ``mapInArrow`` (captures only broadcasts and plain values).
 
     Input rows: ``user_id``, ``vector`` (list<float>), ``seen`` (the day's item_idx list). Each
@@ -130,7 +138,8 @@ def _map_topn(item_vectors, items, item_ids, seen_cols, n: int, block_size: int,
         ctx = TaskContext.get()
         path = f"{tasks_dir}/part-{ctx.partitionId():05d}-{ctx.taskAttemptId()}.parquet"
         vectors = item_vectors.value
-        scorer = FactorizedScorer(np.zeros((0, vectors.shape[1]), np.float32), vectors, items=items.value)
+        scorer = FactorizedScorer(np.zeros((0, vectors.shape[1]), np.float32), vectors, items=items.value,
+                                  rules=None if rules is None else rules.value)
         builder = BatchBuilder(np.empty(0, object), item_ids.value, provenance)
         cols_of = seen_cols.value
         to_model = None if day_to_model is None else day_to_model.value
@@ -204,7 +213,8 @@ def write_model_rows(spark: SparkSession, inputs: _Inputs, items: _Items, proven
     fn = _map_topn(sc.broadcast(items.item_vectors), sc.broadcast(items.scored),
                    sc.broadcast(np.asarray(items.item_ids).astype(str)), sc.broadcast(items.seen_cols),
                    options.top_n, options.block_size, options.exclude_seen, provenance, str(tasks_dir),
-                   sc.broadcast(items.day_to_model))
+                   sc.broadcast(items.day_to_model),
+                   None if items.rules is None else sc.broadcast(items.rules))
     done = inputs.warm(partitions).mapInArrow(fn, _TASK_SCHEMA).collect()
     rows = 0
     for task in done:  # one row per partition, from the attempt that succeeded
@@ -292,13 +302,14 @@ def _write_cold(spark: SparkSession, inputs: _Inputs, items: _Items, ts_path: Pa
 def score_warehouse(spark: SparkSession, warehouse: Path | str, ds: str, vectors: Path | str,
                     provenance: Provenance, out_dir: Path | str, options: ScoreConfig,
                     content_model: Recommender | None = None,
-                    partitions: int | None = None) -> dict[str, Any]:
+                    partitions: int | None = None, rules: Rules | None = None) -> dict[str, Any]:
     """Score every user of the training set of ``ds`` with the vectors folder ``vectors``
     (:func:`recsys.score.vectors.vectors_path`) and write the top-N table into ``out_dir``.
 
     ``content_model``: the loaded model, used only for cold-start users without history when it
     maps user features to vectors (a hybrid model); None for the popular list. ``partitions``:
     how many scoring tasks (default: 4 per task slot, ``sparkContext.defaultParallelism``).
+    ``rules``: business rules (:mod:`recsys.score.rules`), applied by the same scorer as locally.
     Warehouse, vectors and ``out_dir`` must be on storage the executors share with the driver.
     """
     t0 = time.perf_counter()
@@ -318,7 +329,7 @@ def score_warehouse(spark: SparkSession, warehouse: Path | str, ds: str, vectors
         phases[name] = round(now - tick, 3)
         tick = now
 
-    items = _Items(warehouse, ds, vectors, options)
+    items = _Items(warehouse, ds, vectors, options, rules)
     inputs = _Inputs(spark, ts_path, vectors, options.exclude_seen)
     phase("items")
     rows = write_model_rows(spark, inputs, items, provenance, options, partitions, out_dir)
@@ -340,7 +351,7 @@ def score_warehouse(spark: SparkSession, warehouse: Path | str, ds: str, vectors
 
 
 def write_topn_spark(spark: SparkSession, bundle: Bundle, data: ScoringData, provenance: Provenance,
-                     out_dir: Path, options: ScoreConfig) -> dict[str, Any]:
+                     out_dir: Path, options: ScoreConfig, rules: Rules | None = None) -> dict[str, Any]:
     """Spark counterpart of :func:`recsys.score.engine.write_topn` for inputs in memory (tests,
     notebooks): ``data`` and the bundle's vectors are written to a temporary warehouse (local
     disk: ``local[*]`` masters only), then :func:`score_warehouse` scores them. The score step
@@ -350,4 +361,5 @@ def write_topn_spark(spark: SparkSession, bundle: Bundle, data: ScoringData, pro
         write_training_set(tmp, ds, data.interactions, data.user_ids, data.item_ids, data.item_available)
         vectors = write_bundle_vectors(tmp, provenance.model_name, provenance.model_version,
                                        provenance.mlflow_run_id, bundle, source="memory")
-        return score_warehouse(spark, tmp, ds, vectors, provenance, out_dir, options, content_model=bundle.model)
+        return score_warehouse(spark, tmp, ds, vectors, provenance, out_dir, options, content_model=bundle.model,
+                               rules=rules)

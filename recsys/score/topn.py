@@ -7,6 +7,9 @@ columns are dropped up front), and ``torch.topk`` keeps the best ``n``. Memory i
 
 Non-factorized models either score the full catalog per block (``score_users``, fine for small
 catalogs) or re-rank the top-``M`` candidates of a factorized model with ``score``.
+
+Every scorer takes optional business rules (:class:`recsys.score.rules.ItemRules`) and applies
+them to each block's scores before the cut (:func:`cut`); both engines build their lists here.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import torch
 
 from recsys.config import ScoreConfig
 from recsys.models.base import Recommender, top_n
+from recsys.score.rules import ItemRules
 
 
 def block_mask_coords(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray,
@@ -43,12 +47,14 @@ class FactorizedScorer:
     """Top-N by blocked matrix products of user and item vectors on ``device``.
 
     ``items`` (optional) restricts the catalog to those item indices, e.g. the available ones;
-    results are always in the model's item index space.
+    results are always in the model's item index space. ``rules``: business rules applied
+    before the cut (:mod:`recsys.score.rules`).
     """
 
     def __init__(self, user_vectors: np.ndarray, item_vectors: np.ndarray,
-                 device: torch.device = torch.device("cpu"), items: np.ndarray | None = None) -> None:
-        self.device = device
+                 device: torch.device = torch.device("cpu"), items: np.ndarray | None = None,
+                 rules: ItemRules | None = None) -> None:
+        self.device, self.rules = device, rules
         self.n_items = len(item_vectors)
         self.items = None if items is None else np.asarray(items, dtype=np.int64)
         vecs = item_vectors if self.items is None else item_vectors[self.items]
@@ -71,15 +77,15 @@ class FactorizedScorer:
 
     def _topn(self, u: torch.Tensor, n: int, mask_rows, mask_cols):
         with torch.no_grad():
-            return top_n(u @ self._vt, n, mask_rows, mask_cols, self.items)
+            return cut(u @ self._vt, n, mask_rows, mask_cols, self.items, self.rules)
 
 
 class FullScorer:
     """Top-N for any model by scoring every (filtered) item with ``model.score_users``."""
 
     def __init__(self, model: Recommender, device: torch.device = torch.device("cpu"),
-                 items: np.ndarray | None = None) -> None:
-        self.model, self.device = model, device
+                 items: np.ndarray | None = None, rules: ItemRules | None = None) -> None:
+        self.model, self.device, self.rules = model, device, rules
         self.n_items = model.n_items
         self.items = None if items is None else np.asarray(items, dtype=np.int64)
         self.col_map = _col_map(self.items, self.n_items)
@@ -89,7 +95,7 @@ class FullScorer:
         if self.items is not None:
             block = block[:, self.items]
         scores = torch.from_numpy(np.ascontiguousarray(block)).to(self.device)
-        return top_n(scores, n, mask_rows, mask_cols, self.items)
+        return cut(scores, n, mask_rows, mask_cols, self.items, self.rules)
 
 
 class RerankScorer:
@@ -99,8 +105,9 @@ class RerankScorer:
     unavailable items, so the re-ranked list inherits those filters).
     """
 
-    def __init__(self, model: Recommender, candidates: FactorizedScorer, m: int) -> None:
-        self.model, self.candidates, self.m = model, candidates, m
+    def __init__(self, model: Recommender, candidates: FactorizedScorer, m: int,
+                 rules: ItemRules | None = None) -> None:
+        self.model, self.candidates, self.m, self.rules = model, candidates, m, rules
         self.col_map = candidates.col_map
         self.n_items = candidates.n_items
 
@@ -111,6 +118,8 @@ class RerankScorer:
         flat_u = np.repeat(users, cand.shape[1])[valid.ravel()]
         scores = np.full(cand.shape, -np.inf, np.float32)
         scores[valid] = self.model.score(flat_u, cand[valid])
+        if self.rules is not None:
+            return self.rules.top_n(torch.from_numpy(scores), n, items=cand)
         pos, vals = top_n(torch.from_numpy(scores), n)
         items = np.take_along_axis(cand, np.maximum(pos, 0), axis=1)
         return np.where(pos >= 0, items, -1), vals
@@ -124,18 +133,28 @@ def _col_map(items: np.ndarray | None, n_items: int) -> np.ndarray | None:
     return out
 
 
+def cut(scores: torch.Tensor, n: int, mask_rows, mask_cols, items: np.ndarray | None,
+        rules: ItemRules | None):
+    """``top_n``, with the business rules applied first when there are any."""
+    if rules is None:
+        return top_n(scores, n, mask_rows, mask_cols, items)
+    return rules.top_n(scores, n, mask_rows, mask_cols, items)
+
+
 def make_scorer(model: Recommender, options: ScoreConfig, device: torch.device,
-                items: np.ndarray | None = None, candidates: Recommender | None = None):
-    """The scorer for ``model``: matrix products when it factorizes, else full or re-ranked."""
+                items: np.ndarray | None = None, candidates: Recommender | None = None,
+                rules: ItemRules | None = None):
+    """The scorer for ``model``: matrix products when it factorizes, else full or re-ranked.
+    ``rules`` (bound to the model's items) are applied before each list is cut."""
     if model.factorized:
-        return FactorizedScorer(model.user_vectors(), model.item_vectors(), device, items)
+        return FactorizedScorer(model.user_vectors(), model.item_vectors(), device, items, rules)
     n_scored = model.n_items if items is None else len(items)
     if n_scored <= options.full_scoring_max_items:
-        return FullScorer(model, device, items)
+        return FullScorer(model, device, items, rules)
     if candidates is None or not candidates.factorized:
         raise ValueError(
             f"{model.name} does not factorize and the catalog has {n_scored} items "
             f"(> full_scoring_max_items={options.full_scoring_max_items}): "
             "pass a factorized candidate model for re-ranking")
     cand = FactorizedScorer(candidates.user_vectors(), candidates.item_vectors(), device, items)
-    return RerankScorer(model, cand, options.candidates_m)
+    return RerankScorer(model, cand, options.candidates_m, rules)

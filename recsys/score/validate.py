@@ -8,6 +8,8 @@ with rank, ``because`` lists of at most 3 distinct items other than the row's it
 every active user present, no item the user already interacted with, no item marked unavailable,
 every ``because`` item in the user's history. They compare with the day's training set,
 which an operator may knowingly overrule (say, an availability feed that is itself wrong).
+Report checks (skipped by ``--force`` too): the nightly report (:mod:`recsys.evaluate.beyond`)
+must stay within ``publish.report_bounds`` of the previous published day (:func:`check_report`).
 """
 from __future__ import annotations
 
@@ -236,9 +238,42 @@ def check_reference(c: _Coded, ref: Reference) -> list[Check]:
     return out
 
 
+def check_report(report: dict, previous: dict | None, max_coverage_change: float | None = None,
+                 min_overlap: float | None = None) -> list[Check]:
+    """The report against the previous published day's (``previous``: its manifest's report).
+
+    ``report_coverage``: catalog coverage may change by at most ``max_coverage_change`` relative
+    to the previous day's; ``report_overlap``: the mean Jaccard overlap with the previous day's
+    lists may not fall below ``min_overlap``. A bound set to None, or no previous day to compare
+    with, passes.
+    """
+    out = []
+    if max_coverage_change is not None:
+        cov = report.get("catalog_coverage")
+        prev = (previous or {}).get("catalog_coverage")
+        ok, msg = True, ""
+        if cov is not None and prev:
+            change = abs(cov - prev) / prev
+            ok = change <= max_coverage_change
+            msg = (f"catalog coverage {cov:.4f} vs {prev:.4f} on ds={report.get('previous_ds')}: "
+                   f"a {change:.0%} change, more than publish.report_bounds.max_coverage_change="
+                   f"{max_coverage_change:.0%}")
+        out.append(Check("report_coverage", False, ok, msg))
+    if min_overlap is not None:
+        ov = report.get("overlap")
+        ok = ov is None or ov >= min_overlap
+        out.append(Check("report_overlap", False, ok,
+                         "" if ok else f"mean overlap with the lists of ds={report.get('previous_ds')} is "
+                         f"{ov:.4f}, below publish.report_bounds.min_overlap={min_overlap}"))
+    return out
+
+
 def validate(table: pa.Table, top_n: int, reference: Reference | None = None,
-             force: bool = False) -> list[Check]:
-    """Run every check; raise :class:`TableRejected` on any failure not skipped by ``force``."""
+             force: bool = False, extra: list[Check] = ()) -> list[Check]:
+    """Run every check; raise :class:`TableRejected` on any failure not skipped by ``force``.
+
+    ``extra``: further non-structural results (the report checks), skipped by ``force`` too.
+    """
     checks = [check_schema(table)]
     if checks[0].ok:
         checks += check_values(table)
@@ -250,6 +285,7 @@ def validate(table: pa.Table, top_n: int, reference: Reference | None = None,
             if reference.seen_users is not None:
                 ref_checks.append(check_because_history(table, reference))
             checks += [dataclasses.replace(c, skipped=force and not c.ok) for c in ref_checks]
+        checks += [dataclasses.replace(c, skipped=force and not c.ok) for c in extra]
     if any(not c.ok and not c.skipped for c in checks):
         raise TableRejected(checks)
     return checks

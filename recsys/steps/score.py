@@ -16,6 +16,7 @@ from recsys.device import choose_device, configure_threads
 from recsys.score._sink import Provenance
 from recsys.score.engine import stage, write_topn
 from recsys.score.publish import published_manifest
+from recsys.score.rules import Rules
 from recsys.tracking import (
     LoadedModel,
     champion_version,
@@ -158,6 +159,9 @@ def score_ds(cfg: Config, ds: str, family: str | None = None, generated_at: dt.d
                       generated_at or dt.datetime.now(dt.timezone.utc))
     log.info("scoring ds=%s with %s v%s (engine %s)", ds, loaded.name, loaded.version,
              cfg.score.engine)
+    # Business rules read the clean item catalog (the newest partition at or before ds).
+    rules = Rules.load(cfg.score.rules, cfg.paths.warehouse, ds)
+    extra = {"models": used, "rules_catalog_ds": None if rules is None else rules.catalog_ds}
     if cfg.score.engine == "spark":
         # Spark is loaded only for this engine. Executors read the user vectors (written by the
         # train step; once from this bundle for a version trained before) and the training set
@@ -171,12 +175,12 @@ def score_ds(cfg: Config, ds: str, family: str | None = None, generated_at: dt.d
         spark = get_spark("score", cfg.spark)
         return stage(wh, ds, lambda out: {
             **score_warehouse(spark, wh, ds, vectors, prov, out, cfg.score,
-                              content_model=loaded.model), "models": used})
+                              content_model=loaded.model, rules=rules), **extra})
     # The single-node engine reads the day's training set here; the Spark one on its executors.
     ts = load_training_set(cfg.paths.warehouse, ds)
     device = choose_device(cfg.train.device)
     configure_threads(cfg.train.threads)
     cand = _candidates(cfg, loaded, len(loaded.bundle.item_ids), ds, rescore_with_champion, manifest, used)
     return stage(cfg.paths.warehouse, ds, lambda out: {**write_topn(
-        loaded.bundle, ts, prov, out, cfg.score, device, candidates=cand, on_block=on_block),
-        "models": used})
+        loaded.bundle, ts, prov, out, cfg.score, device, candidates=cand, on_block=on_block, rules=rules),
+        **extra})

@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from recsys.interactions import Interactions
 from recsys.models import FitOptions, build_model
 from recsys.models._sampling import NegativeSampler
 from recsys.models.ials import _csr_tensors, _half_step
-from recsys.models.mf import _BPRModule, _bpr_loss, _sgd_step
+from recsys.models.mf import _bpr_loss, _BPRModule, _sgd_step
 
 
 def _random_csr(n_rows: int, n_cols: int, density: float, seed: int):

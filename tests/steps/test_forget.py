@@ -22,7 +22,13 @@ import pytest
 from recsys import io
 from recsys.data.generator import generate_landing
 from recsys.etl import erasures, quality
-from recsys.schema import INTERACTIONS, QUARANTINE, RECOMMENDATIONS, RECOMMENDATIONS_ARROW, TRAINING_SET
+from recsys.schema import (
+    INTERACTIONS,
+    QUARANTINE,
+    RECOMMENDATIONS,
+    RECOMMENDATIONS_ARROW,
+    TRAINING_SET,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 D1, D2 = "2024-03-01", "2024-03-02"
@@ -59,7 +65,7 @@ def _publish_recommendations(wh: Path, ds: str) -> None:
         "user_id": [u for u in users for _ in range(3)], "rank": pa.array([1, 2, 3] * len(users), pa.int32()),
         "item_id": top * len(users), "score": pa.array(np.tile([3.0, 2.0, 1.0], len(users)), pa.float32()),
         "source": ["model"] * n, "model_name": ["recsys_mf_bpr"] * n, "model_version": ["2"] * n,
-        "mlflow_run_id": ["run2"] * n,
+        "mlflow_run_id": ["run2"] * n, "because": [[]] * n, "because_reason": ["history"] * n,
         "generated_at": pa.array([dt.datetime(2024, 3, 3, tzinfo=dt.timezone.utc)] * n,
                                  pa.timestamp("us", tz="UTC"))}, schema=RECOMMENDATIONS_ARROW)
     staged = pending_path(wh, ds)
