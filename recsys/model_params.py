@@ -86,8 +86,8 @@ class MultVAEConfig(BaseModel):
     hidden: int = Field(600, ge=1)
     latent: int = Field(200, ge=1)
     dropout: float = Field(0.5, ge=0, lt=1)
-    beta_max: float = Field(0.2, ge=0)
-    anneal_steps: int = Field(2000, ge=1)  # optimizer steps to reach beta_max
+    beta_max: float = Field(0.5, ge=0)
+    anneal_steps: int = Field(200, ge=1)  # optimizer steps to reach beta_max
     epochs: int = Field(200, ge=1)
     batch_size: int = Field(256, ge=1)
     lr: float = Field(0.001, gt=0)
