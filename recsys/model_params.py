@@ -88,8 +88,8 @@ class MultVAEConfig(BaseModel):
     hidden: int = Field(600, ge=1)
     latent: int = Field(200, ge=1)
     dropout: float = Field(0.5, ge=0, lt=1)
-    beta_max: float = Field(0.2, ge=0)
-    anneal_steps: int = Field(2000, ge=1)  # optimizer steps to reach beta_max
+    beta_max: float = Field(0.5, ge=0)
+    anneal_steps: int = Field(200, ge=1)  # optimizer steps to reach beta_max
     epochs: int = Field(200, ge=1)
     batch_size: int = Field(256, ge=1)
     lr: float = Field(0.001, gt=0)
@@ -105,8 +105,8 @@ class TwoTowerConfig(BaseModel):
     hidden: int = Field(128, ge=1)
     id_dropout: float = Field(0.3, ge=0, le=1)
     temperature: float = Field(0.2, gt=0)
-    negatives: int = Field(512, ge=1)  # uniform item negatives shared by a batch
-    epochs: int = Field(20, ge=1)
+    negatives: int = Field(2048, ge=1)  # uniform negatives shared by a batch; >= n_items: all items
+    epochs: int = Field(15, ge=1)
     batch_size: int = Field(1024, ge=1)
     lr: float = Field(0.01, gt=0)
     weight_decay: float = Field(1e-6, ge=0)

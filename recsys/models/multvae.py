@@ -47,6 +47,12 @@ def _vae_loss(module: _VAE, x: torch.Tensor, beta: float) -> torch.Tensor:
     return nll + beta * kl
 
 
+def kl_weight(cfg: MultVAEConfig, step: int) -> float:
+    """The KL term's weight at optimizer ``step``: linear from 0 to ``beta_max`` over
+    ``anneal_steps`` steps, then constant (Liang et al. 2018, section 2.2.2)."""
+    return min(cfg.beta_max, cfg.beta_max * step / cfg.anneal_steps)
+
+
 class MultVAE(Recommender):
     name = "multvae"
     data_parallel = True
@@ -77,7 +83,7 @@ class MultVAE(Recommender):
             for b, start in enumerate(range(0, len(order), batch)):
                 x = self._rows(order[start:start + batch])
                 # The step count comes from (epoch, batch), so annealing survives a resume.
-                beta = min(cfg.beta_max, cfg.beta_max * (epoch * per_epoch + b) / cfg.anneal_steps)
+                beta = kl_weight(cfg, epoch * per_epoch + b)
                 loss = step(x, beta)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

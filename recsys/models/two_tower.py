@@ -5,6 +5,12 @@ L2-normalized; ``score = user . item / temperature``. Id embeddings are dropped 
 training (``id_dropout``), for positives and sampled negatives alike, so that the feature path
 alone learns to place entities; entities with no training interactions keep a zero id embedding
 and are scored from their features (cold start).
+
+Training is a softmax over items for each (user, positive item) row. With ``negatives`` at least
+the catalog size every item is in the softmax (exact, no sampling: the default on catalogs of up
+to a few thousand items, where it costs one ``batch x n_items`` product per step); otherwise each
+batch shares ``negatives`` uniform draws (a sampled softmax: uniform draws need no log-q
+correction, it is the same constant for every item).
 """
 from __future__ import annotations
 
@@ -99,6 +105,8 @@ class TwoTower(Recommender):
         rows = distributed.shard(len(train), options.seed)  # the steps run over this rank's rows
         users, items = torch.from_numpy(train.user_idx[rows]), torch.from_numpy(train.item_idx[rows])
         n, batch = len(users), distributed.local_batch(cfg.batch_size)
+        # A catalog no larger than ``negatives``: every item is a negative (the exact softmax).
+        all_items = torch.arange(train.n_items, device=device) if cfg.negatives >= train.n_items else None
 
         def train_epoch(epoch: int) -> dict[str, float]:
             gen = epoch_generator(options.seed, epoch)
@@ -107,12 +115,13 @@ class TwoTower(Recommender):
             for start in range(0, n, batch):
                 idx = order[start:start + batch]
                 u, i = users[idx].to(device), items[idx].to(device)
-                negs = torch.randint(0, train.n_items, (cfg.negatives,), generator=gen).to(device)
+                negs = (all_items if all_items is not None else
+                        torch.randint(0, train.n_items, (cfg.negatives,), generator=gen).to(device))
                 keep = (torch.rand(2, len(idx), generator=gen) >= cfg.id_dropout).float().to(device)
                 # Negatives lose their ids at the same rate as positives: when only positives
                 # did, "feature-only vector" itself meant "positive", and every cold item (ids
                 # zeroed below) then topped every user's list (NDCG@10 0.002 on ml-100k).
-                keep_neg = (torch.rand(cfg.negatives, generator=gen) >= cfg.id_dropout).float().to(device)
+                keep_neg = (torch.rand(len(negs), generator=gen) >= cfg.id_dropout).float().to(device)
                 loss = step(u, i, negs, keep, keep_neg, cfg.temperature)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -74,3 +74,40 @@ def test_cold_items_do_not_top_every_list():
     pop_hits, _ = _hits(popularity, train, held, 5)
     assert hits >= pop_hits + 0.2, (hits, pop_hits)  # tastes learned, not only popularity
     assert np.isin(top[:, 0], cold).mean() < 0.5  # cold items rank among, not above, the rest
+
+
+def test_negatives_at_least_the_catalog_is_the_exact_softmax():
+    """With every item as a negative, the loss is the full softmax cross-entropy over the catalog:
+    the positive's own column among the negatives is masked, so it is not counted twice."""
+    import torch
+    import torch.nn.functional as F
+
+    from recsys.model_params import TwoTowerConfig
+    from recsys.models.two_tower import _softmax_loss, _TwoTower
+
+    torch.manual_seed(0)
+    cfg = TwoTowerConfig(dim=8, hidden=16)
+    m = _TwoTower(5, 7, 0, 0, cfg)
+    u, i = torch.tensor([0, 1, 4, 2]), torch.tensor([3, 0, 6, 3])
+    ones = torch.ones(2, 4)
+    loss = _softmax_loss(m, u, i, torch.arange(7), ones, torch.ones(7), 0.2)
+    full = (m.users(u) @ m.items(torch.arange(7)).T) / 0.2
+    assert torch.allclose(loss, F.cross_entropy(full, i), atol=1e-6)
+
+
+def test_negatives_at_least_the_catalog_trains_on_every_item(monkeypatch):
+    """``negatives >= n_items`` puts the whole catalog in each step's softmax, not random draws."""
+    from recsys.models import two_tower
+
+    train, _, _ = _taste_clusters(n_users=24, n_items=20, cold=2, per_user=6)
+    seen = []
+    real = two_tower._softmax_loss
+
+    def spy(m, u, i, negs, *rest):
+        seen.append(negs.clone())
+        return real(m, u, i, negs, *rest)
+
+    monkeypatch.setattr(two_tower, "_softmax_loss", spy)
+    build_model("two_tower", {"dim": 4, "hidden": 8, "epochs": 1, "batch_size": 64,
+                              "negatives": 20}).fit(train, FitOptions(seed=0))
+    assert seen and all(n.tolist() == list(range(20)) for n in seen)
