@@ -42,8 +42,8 @@ def test_run_logs_params_epoch_metrics_and_registers_version(trained):
     r = client.get_run(result.run_id)
     assert r.data.params["ds"] == "2026-01-02"
     assert r.data.params["model.factors"] == str(config.model_params("mf_bpr")["factors"])
-    assert len(client.get_metric_history(result.run_id, "loss")) == 3
-    assert r.data.metrics["dq.raw"] == 10
+    assert len(client.get_metric_history(result.run_id, "fit/loss")) == 3
+    assert r.data.metrics["quality/raw"] == 10
     mv = client.get_model_version(result.name, result.version)
     assert mv.run_id == result.run_id and mv.tags["ds"] == "2026-01-02"
     assert run.latest_version_for_ds(config, "mf_bpr", "2026-01-02") == result.version

@@ -54,7 +54,7 @@ def test_nightly_dag_publishes_a_valid_table_and_rerun_is_idempotent(recsys_home
     assert set(table.model_version) == {str(champion.version)}
     assert set(table.mlflow_run_id) == {champion.run_id}
     run = client.get_run(champion.run_id)
-    assert run.data.params["ds"] == DS and "loss" in run.data.metrics
+    assert run.data.params["ds"] == DS and "fit/loss" in run.data.metrics
 
     # Bad rows went to quarantine with a reason, not silently away.
     quarantine = pq.read_table(wh / "quarantine" / f"ds={DS}").to_pandas()
