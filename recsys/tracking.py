@@ -179,10 +179,10 @@ def runs_view_columns(cfg: Config) -> list[str]:
 
 
 def runs_view_state(cfg: Config) -> dict[str, Any]:
-    """The experiment page's view state the saved view holds: tags ds, family and gate, then
-    :func:`runs_view_columns`, the newest run first."""
-    columns = [f"tags.`{t}`" for t in ("ds", "family", "gate")]
-    columns += [f"metrics.`{m}`" for m in runs_view_columns(cfg)]
+    """The experiment page's view state the saved view holds: the columns of
+    :func:`runs_view_columns` and the tags ``ds`` and ``gate``, the newest run first."""
+    columns = [f"metrics.`{m}`" for m in runs_view_columns(cfg)]
+    columns += [f"tags.`{t}`" for t in ("ds", "gate")]
     return {"selectedColumns": columns, "orderByKey": "attributes.start_time", "orderByAsc": False}
 
 
