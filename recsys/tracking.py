@@ -324,7 +324,7 @@ def training_dataset(train: Interactions, ds: str, lineage: dict[str, Any] | Non
         frame["rating"] = train.rating
     raw = str(lineage.get("path") or f"training_set/ds={ds}")
     if "://" not in raw:
-        raw = Path(raw).absolute().as_uri()
+        raw = str(Path(raw).absolute())  # a path, not a file: URI, which would escape "=" as %3D
     with warnings.catch_warnings():  # "file" and "" name the same local source: not ambiguous
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
         source = resolve_dataset_source(raw)

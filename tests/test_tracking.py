@@ -274,7 +274,7 @@ def test_training_set_is_a_dataset_input_with_its_partition_as_source(gated):
     ds = inp.dataset
     part = config.paths.warehouse / "training_set" / "ds=2026-01-02"
     assert ds.name == "training_set@2026-01-02" and ds.source_type == "local"
-    assert json.loads(ds.source) == {"uri": part.as_uri()}
+    assert json.loads(ds.source) == {"uri": str(part)}  # readable: ds=, not ds%3D
     assert len(ds.digest) >= 8
     assert json.loads(ds.profile)["num_rows"] == len(_blocks())
     assert {"user_idx", "item_idx", "weight"} <= {c["name"] for c in json.loads(ds.schema)["mlflow_colspec"]}

@@ -8,8 +8,9 @@ form's ``ds``, models, top-N and epochs. It checks the three published partition
 re-run changed nothing outside its own date, the deadline alert (set to one minute here, so
 every run misses it), the scheduled run for a day without logs (it fails, and the failure
 callback records why), and the asset-triggered consumer; in the browser, the finished run's grid
-and, on an ``mlflow server`` over the test's store, the champion version's learning curve and
-the ``champion`` alias. Every browser step leaves a screenshot and the page source under
+and, on an ``mlflow server`` over the test's store, what a person looks for in MLflow (the runs
+list's ranking-metric column, the champion's run opening on its learning curve, its dataset
+input, the gate's decision and the ``champion`` alias on the version page). Every browser step leaves a screenshot and the page source under
 ``<tmp_path>/browser`` (a failure names the folder). Every process is started in its own
 session and killed by process group at the end.
 """
@@ -212,6 +213,7 @@ def test_backfill_three_dates_then_rerun_one_from_the_ui(airflow, browser, monke
     from recsys.config import load_config
     from recsys.data.generator import generate_landing
     from recsys.localenv import admin_password
+    from recsys.tracking import HOLDOUT, metric_key
 
     # Tiny data: a day of history before the three backfilled dates.
     generate_landing(home / "landing", "2024-02-29", 4, seed=7, n_users=60, n_items=40,
@@ -294,11 +296,14 @@ def test_backfill_three_dates_then_rerun_one_from_the_ui(airflow, browser, monke
         assert sorted(p.name for p in published.glob("ds=*")) == parts
 
         # What a person checks next, in the browser (recsys_consumer runs meanwhile): the finished
-        # run's grid; in the MLflow UI, the champion version's training run shows its learning
-        # curve, and the registered model the champion alias.
+        # run's grid; in the MLflow UI, the runs list with the gate metric's column, the champion
+        # version's training run opening on its learning curve (loss and validation NDCG) with
+        # its training set under "Datasets", the version page with the gate's decision and the
+        # champion alias.
         airflow_run_grid(browser, api.base, "recsys_nightly", run_id)
         check_champion_in_mlflow_ui(browser, mlflow_ui.wait_ready(),
-                                    cfg.mlflow.registered_name("mf_bpr"))
+                                    cfg.mlflow.registered_name("mf_bpr"),
+                                    metric=metric_key(cfg.evaluate.metric, HOLDOUT))
 
     # Publishing updated the asset, which schedules recsys_consumer: it exports the newest partition.
     def consumer_done():
