@@ -2,7 +2,8 @@
 
 This is the only module that imports mlflow. The training loop returns metrics; this module logs
 them. Registered models are named ``<prefix><family>`` (e.g. ``recsys_mf_bpr``); the alias
-``champion`` marks the version that scoring uses.
+``champion`` marks the version that scoring uses. Metric names, the experiment's saved runs view
+and the versions' descriptions are chosen for what the MLflow UI shows (docs/mlflow.md).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import json
 import logging
 import tempfile
 import time
+import warnings
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.exceptions import MlflowException
 
 from recsys.config import Config
@@ -231,6 +234,16 @@ def _learning_curve(history: list[dict[str, float]]):
     return fig
 
 
+def _log_learning_curve(history: list[dict[str, float]]) -> None:
+    import matplotlib.pyplot as plt
+
+    figure = _learning_curve(history)
+    try:
+        mlflow.log_figure(figure, "learning_curve.png")
+    finally:
+        plt.close(figure)  # pyplot keeps every open figure alive otherwise
+
+
 def train_and_log(
     cfg: Config,
     family: str,
@@ -280,11 +293,7 @@ def train_and_log(
         history = list(getattr(model, "history", []) or [])
         mlflow.log_metric(TRAIN_SECONDS, seconds)
         if history:
-            figure = _learning_curve(history)
-            mlflow.log_figure(figure, "learning_curve.png")
-            import matplotlib.pyplot as plt
-
-            plt.close(figure)
+            _log_learning_curve(history)
         bundle = ModelBundle(model, user_ids, item_ids, meta={"ds": ds, "run_id": run.info.run_id})
         with tempfile.TemporaryDirectory() as tmp:
             folder = bundle.save(Path(tmp) / BUNDLE_ARTIFACT)
@@ -313,10 +322,6 @@ def training_dataset(train: Interactions, ds: str, lineage: dict[str, Any] | Non
     rows and its profile (row count) and schema from the frame. The input tags say the day and
     how the partition's rows were split (``rows``, ``train_rows``, ``validation_rows``).
     """
-    import warnings
-
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-
     lineage = lineage or {}
     frame = pd.DataFrame({"user_idx": train.user_idx, "item_idx": train.item_idx,
                           "weight": train.weight})
