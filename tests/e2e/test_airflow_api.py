@@ -73,8 +73,19 @@ def _free_port_pair() -> int:
 class Api:
     """A tiny client for Airflow's REST API (/api/v2) with a JWT from /auth/token."""
 
-    def __init__(self, base: str):
+    def __init__(self, base: str, services: dict[str, subprocess.Popen] | None = None,
+                 logs: Path | None = None):
         self.base, self.token = base, None
+        self.services, self.logs = services or {}, logs
+
+    def check_services(self) -> None:
+        """Fail at once, naming its log, when an Airflow service has exited: nothing would run.
+
+        (The scheduler has died on SQLite with ``StaleDataError`` on ``dag_run``, an Airflow race;
+        waiting for runs would then take the whole timeout.)"""
+        dead = {n: p.returncode for n, p in self.services.items() if p.poll() is not None}
+        if dead:
+            pytest.fail(f"Airflow services exited: {dead}; logs under {self.logs}")
 
     def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
         req = urllib.request.Request(self.base + path, method=method,
@@ -134,7 +145,7 @@ def airflow(tmp_path):
             procs.append(subprocess.Popen([str(Path(sys.executable).parent / "airflow"), name],
                                           env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
                                           start_new_session=True))
-        api = Api(f"http://127.0.0.1:{port}")
+        api = Api(f"http://127.0.0.1:{port}", dict(zip(SERVICES, procs)), logs)
         _wait("the api-server", lambda: api.call("GET", "/api/v2/monitor/health")[0] == 200,
               STARTUP_S)
         api.login("admin", password)
@@ -175,6 +186,7 @@ def _runs(api: Api, dag_id: str = "recsys_nightly") -> list[dict]:
 def _wait_runs_finished(api: Api, run_ids: list[str], home: Path) -> None:
     """Wait until every run finished; fail with the task states of the first unsuccessful one."""
     def finished():
+        api.check_services()
         states = {r["dag_run_id"]: r["state"] for r in _runs(api)}
         done = all(states.get(i) in ("success", "failed") for i in run_ids)
         return states if done else None
