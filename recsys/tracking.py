@@ -2,7 +2,8 @@
 
 This is the only module that imports mlflow. The training loop returns metrics; this module logs
 them. Registered models are named ``<prefix><family>`` (e.g. ``recsys_mf_bpr``); the alias
-``champion`` marks the version that scoring uses.
+``champion`` marks the version that scoring uses. Metric names, the experiment's saved runs view
+and the versions' descriptions are chosen for what the MLflow UI shows (docs/mlflow.md).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import json
 import logging
 import tempfile
 import time
+import warnings
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.exceptions import MlflowException
 
 from recsys.config import Config
@@ -84,9 +87,43 @@ class RecsysPyfunc(mlflow.pyfunc.PythonModel):
         return pd.Series(out, name="score")
 
 
-def _metrics(values: dict[str, float], prefix: str = "") -> dict[str, float]:
-    # MLflow metric names cannot hold "@": ndcg@10 is logged as ndcg_at_10.
-    return {f"{prefix}{k}".replace("@", "_at_"): float(v) for k, v in values.items()}
+# --- metric names: what the MLflow UI shows first -------------------------------------------
+# The run page groups a run's charts into sections named by the part of the metric name before
+# the last "/", shows those sections in alphabetical order and then the metrics without a "/"
+# ("Model metrics"); inside a section the charts are alphabetical. So the learning curve is
+# logged under ``fit/`` (first section; ``fit/loss`` its first chart, ``fit/val_ndcg_at_10``
+# beside it) and everything else under sections that sort after it.
+FIT = "fit"  # per epoch: loss, validation metrics (val_*), training error (train_*)
+THROUGHPUT = "throughput"  # per epoch: samples, epoch_seconds, samples_per_second
+HOLDOUT = "holdout"  # the gate: the challenger on the held-out slice of its day
+CHAMPION_ON_HOLDOUT = "holdout/champion"  # the gate: the champion on the same slice
+QUALITY = "quality"  # the training set's data-quality summary (numbers of _dq_summary.json)
+TRAIN_SECONDS = "train_seconds"  # wall time of the whole fit
+
+
+def metric_key(name: str, section: str = "") -> str:
+    """The MLflow metric name for ``name`` (e.g. ``ndcg@10``) in ``section`` (e.g. ``holdout``).
+
+    MLflow metric names cannot hold "@": ``ndcg@10`` becomes ``ndcg_at_10``, so
+    ``metric_key("ndcg@10", HOLDOUT) == "holdout/ndcg_at_10"``.
+    """
+    name = name.replace("@", "_at_")
+    return f"{section}/{name}" if section else name
+
+
+def epoch_section(name: str) -> str:
+    """:data:`FIT` for what a learning curve draws (loss, ``val_*``, ``train_*``), else
+    :data:`THROUGHPUT`."""
+    return FIT if name == "loss" or name.startswith(("val_", "train_")) else THROUGHPUT
+
+
+def _metrics(values: dict[str, Any], section: str = "") -> dict[str, float]:
+    return {metric_key(k, section): float(v) for k, v in values.items()
+            if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
+
+
+def _epoch_metrics(values: dict[str, float]) -> dict[str, float]:
+    return {metric_key(k, epoch_section(k)): float(v) for k, v in values.items()}
 
 
 def _signature():
@@ -110,12 +147,69 @@ def setup(cfg: Config) -> str:
             # MLflow cannot move an experiment's artifact root once it exists.
             log.warning("experiment %s keeps its artifacts under %s, not the configured %s",
                         cfg.mlflow.experiment, exp.artifact_location, cfg.mlflow.artifact_location)
+        _ensure_runs_view(cfg, exp.experiment_id, exp.tags or {})
         return exp.experiment_id
     Path(cfg.mlflow.artifact_location).mkdir(parents=True, exist_ok=True) if "://" not in cfg.mlflow.artifact_location else None
     try:
-        return mlflow.create_experiment(cfg.mlflow.experiment, artifact_location=cfg.mlflow.artifact_location)
+        experiment_id = mlflow.create_experiment(cfg.mlflow.experiment,
+                                                 artifact_location=cfg.mlflow.artifact_location)
     except MlflowException:  # created concurrently by a parallel task
-        return mlflow.get_experiment_by_name(cfg.mlflow.experiment).experiment_id
+        exp = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
+        _ensure_runs_view(cfg, exp.experiment_id, exp.tags or {})
+        return exp.experiment_id
+    _ensure_runs_view(cfg, experiment_id, {})
+    return experiment_id
+
+
+# --- the runs list's columns: a saved view of the experiment ---------------------------------
+# MLflow 3's runs table shows no metric column until a person picks them, and it keeps that
+# choice in the browser only. What it does read from the server is a saved view: an experiment
+# tag ``mlflow.sharedViewState.<id>`` holding {"name", "createdAt", "state"}, where ``state`` is
+# the page's serialized view (``selectedColumns`` as ``metrics.`<name>``` etc.). The runs page
+# lists it under its saved views, and ``#/experiments/<id>/runs?viewStateShareKey=<id>`` opens
+# the page with it applied.
+RUNS_VIEW_ID = "ranking-metrics"
+RUNS_VIEW_NAME = "Ranking metrics"
+_VIEW_TAG_PREFIX = "mlflow.sharedViewState."
+
+
+def runs_view_columns(cfg: Config) -> list[str]:
+    """The metric names the experiment's saved view shows as columns, gate metric first."""
+    k = cfg.evaluate.k
+    holdout = [metric_key(cfg.evaluate.metric, HOLDOUT)]
+    holdout += [m for m in (metric_key(f"{name}@{k}", HOLDOUT) for name in ("ndcg", "precision", "recall"))
+                if m not in holdout]
+    return [*holdout, metric_key("val_ndcg@10", FIT), TRAIN_SECONDS]
+
+
+def runs_view_state(cfg: Config) -> dict[str, Any]:
+    """The experiment page's view state the saved view holds: the columns of
+    :func:`runs_view_columns` and the tags ``ds`` and ``gate``, the newest run first."""
+    columns = [f"metrics.`{m}`" for m in runs_view_columns(cfg)]
+    columns += [f"tags.`{t}`" for t in ("ds", "gate")]
+    return {"selectedColumns": columns, "orderByKey": "attributes.start_time", "orderByAsc": False}
+
+
+def runs_view_url(base: str, experiment_id: str) -> str:
+    """The runs list of the experiment with the saved view applied, on the MLflow UI at ``base``."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?viewStateShareKey={RUNS_VIEW_ID}"
+
+
+def _ensure_runs_view(cfg: Config, experiment_id: str, tags: dict[str, str]) -> None:
+    key = _VIEW_TAG_PREFIX + RUNS_VIEW_ID
+    state = json.dumps(runs_view_state(cfg), sort_keys=True)
+    try:
+        current = json.loads(tags[key])
+        if current.get("state") == state and current.get("name") == RUNS_VIEW_NAME:
+            return
+    except (KeyError, ValueError, AttributeError):
+        pass
+    envelope = {"name": RUNS_VIEW_NAME, "createdAt": int(time.time() * 1000), "state": state}
+    try:
+        MlflowClient().set_experiment_tag(experiment_id, key, json.dumps(envelope))
+    except MlflowException as exc:  # a parallel task writing it too; the next setup writes it
+        log.warning("could not save the runs view %r of experiment %s: %s", RUNS_VIEW_NAME,
+                    experiment_id, exc)
 
 
 def _learning_curve(history: list[dict[str, float]]):
@@ -139,6 +233,16 @@ def _learning_curve(history: list[dict[str, float]]):
     ax.set_title("learning curve")
     fig.tight_layout()
     return fig
+
+
+def _log_learning_curve(history: list[dict[str, float]]) -> None:
+    import matplotlib.pyplot as plt
+
+    figure = _learning_curve(history)
+    try:
+        mlflow.log_figure(figure, "learning_curve.png")
+    finally:
+        plt.close(figure)  # pyplot keeps every open figure alive otherwise
 
 
 def train_and_log(
@@ -172,32 +276,25 @@ def train_and_log(
                            "seed": options.seed, "device": str(options.device),
                            "epochs_override": options.epochs, "n_users": train.n_users,
                            "n_items": train.n_items, "n_interactions": len(train)})
-        mlflow.log_input(
-            mlflow.data.from_numpy(
-                np.stack([train.user_idx, train.item_idx], axis=1),
-                source=str((lineage or {}).get("path", "training_set")),
-                name=f"training_set@{ds}",
-            ),
-            context="training",
-        )
+        dataset, input_tags = training_dataset(train, ds, lineage)
+        mlflow.log_input(dataset, context="training", tags=input_tags)
         if lineage:
             mlflow.log_dict(lineage, "lineage.json")
         if dq_summary:
             mlflow.log_dict(dq_summary, "dq_summary.json")
-            mlflow.log_metrics(_metrics({k: v for k, v in dq_summary.items()
-                                         if isinstance(v, (int, float)) and not isinstance(v, bool)}, "dq."))
+            mlflow.log_metrics(_metrics(dq_summary, QUALITY))
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-            mlflow.log_metrics(_metrics(metrics), step=epoch)
+            mlflow.log_metrics(_epoch_metrics(metrics), step=epoch)
             if options.on_epoch is not None:
                 options.on_epoch(epoch, metrics)
 
         model.fit(train, dataclasses.replace(options, on_epoch=on_epoch))
         seconds = time.perf_counter() - t0
         history = list(getattr(model, "history", []) or [])
-        mlflow.log_metric("train_seconds", seconds)
+        mlflow.log_metric(TRAIN_SECONDS, seconds)
         if history:
-            mlflow.log_figure(_learning_curve(history), "learning_curve.png")
+            _log_learning_curve(history)
         bundle = ModelBundle(model, user_ids, item_ids, meta={"ds": ds, "run_id": run.info.run_id})
         with tempfile.TemporaryDirectory() as tmp:
             folder = bundle.save(Path(tmp) / BUNDLE_ARTIFACT)
@@ -216,6 +313,31 @@ def train_and_log(
         client.set_model_version_tag(name, version, "family", family)
         log.info("trained %s v%s in %.1fs (run %s)", name, version, seconds, run.info.run_id)
     return TrainResult(name=name, version=version, run_id=run.info.run_id, history=history, seconds=seconds)
+
+
+def training_dataset(train: Interactions, ds: str, lineage: dict[str, Any] | None = None):
+    """The rows a version is fitted on as an MLflow dataset, and the tags of its run input.
+
+    Its source is the training-set partition it came from (``lineage["path"]``, the warehouse
+    folder ``training_set/ds=D``: a local path or a URI); MLflow computes its digest from the
+    rows and its profile (row count) and schema from the frame. The input tags say the day and
+    how the partition's rows were split (``rows``, ``train_rows``, ``validation_rows``).
+    """
+    lineage = lineage or {}
+    frame = pd.DataFrame({"user_idx": train.user_idx, "item_idx": train.item_idx,
+                          "weight": train.weight})
+    if train.rating is not None:
+        frame["rating"] = train.rating
+    raw = str(lineage.get("path") or f"training_set/ds={ds}")
+    if "://" not in raw:
+        raw = str(Path(raw).absolute())  # a path, not a file: URI, which would escape "=" as %3D
+    with warnings.catch_warnings():  # "file" and "" name the same local source: not ambiguous
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        source = resolve_dataset_source(raw)
+    dataset = mlflow.data.from_pandas(frame, source=source, name=f"training_set@{ds}")
+    tags = {"ds": ds, "train_rows": str(len(train))}
+    tags.update({k: str(lineage[k]) for k in ("rows", "validation_rows") if k in lineage})
+    return dataset, tags
 
 
 def _fail_abandoned_runs(experiment_id: str, family: str, ds: str) -> list[str]:
@@ -306,28 +428,79 @@ def record_gate(
     decision: Any,
     challenger_metrics: dict[str, float],
     champion_metrics: dict[str, float] | None,
+    *,
+    ds: str | None = None,
+    champion_ds: str | None = None,
 ) -> None:
-    """Log the comparison to the challenger's run and move ``champion`` if the gate says so."""
+    """Log the comparison to the challenger's run and version; move ``champion`` if promoted.
+
+    The run gets the metrics (``holdout/<metric>``, ``holdout/champion/<metric>``), ``gate.json``
+    and the tag ``gate``. The version gets the tags ``gate`` and ``gate.*`` (metric, both values,
+    tolerance, champion version, holdout day) and a markdown description that says the same: the
+    model version page in the MLflow UI shows it. ``ds`` is the day whose held-out slice both
+    were scored on (the challenger's training day), ``champion_ds`` the champion's training day;
+    either is read from the version's ``ds`` tag when not given.
+    """
     client = MlflowClient()
+    verdict = "promoted" if decision.promote else "rejected"
+    if ds is None:
+        ds = client.get_model_version(challenger.name, challenger.version).tags.get("ds")
+    if champion is not None and champion_ds is None:
+        champion_ds = client.get_model_version(champion.name, champion.version).tags.get("ds")
     payload = {
         "promote": bool(decision.promote),
         "reason": decision.reason,
+        "metric": cfg.evaluate.metric,
+        "tolerance": cfg.evaluate.tolerance,
+        "holdout_ds": ds,
         "challenger_version": challenger.version,
         "champion_version": champion.version if champion else None,
+        "champion_ds": champion_ds,
         "challenger": challenger_metrics,
         "champion": champion_metrics,
     }
+    description = gate_description(payload, decision)
     with mlflow.start_run(run_id=challenger.run_id):
-        mlflow.log_metrics(_metrics(challenger_metrics, "holdout."))
+        mlflow.log_metrics(_metrics(challenger_metrics, HOLDOUT))
         if champion_metrics:
-            mlflow.log_metrics(_metrics(champion_metrics, "champion."))
+            mlflow.log_metrics(_metrics(champion_metrics, CHAMPION_ON_HOLDOUT))
         mlflow.log_dict(payload, "gate.json")
-        mlflow.set_tag("gate", "promoted" if decision.promote else "rejected")
-    client.set_model_version_tag(challenger.name, challenger.version, "gate",
-                                 "promoted" if decision.promote else "rejected")
+        mlflow.set_tags({"gate": verdict, "mlflow.note.content": description})
+    tags = {"gate": verdict, "gate.metric": cfg.evaluate.metric,
+            "gate.tolerance": str(cfg.evaluate.tolerance), "gate.holdout_ds": str(ds),
+            "gate.challenger_value": _fmt(decision.challenger_value),
+            "gate.champion_value": _fmt(decision.champion_value),
+            "gate.champion_version": champion.version if champion else "none"}
+    for key, value in tags.items():
+        client.set_model_version_tag(challenger.name, challenger.version, key, value)
+    client.update_model_version(challenger.name, challenger.version, description=description)
     if decision.promote:
         client.set_registered_model_alias(challenger.name, CHAMPION, challenger.version)
     log.info("gate %s: %s", family, json.dumps(payload))
+
+
+def _fmt(value: float | None) -> str:
+    return "none" if value is None else f"{float(value):.4f}"
+
+
+def gate_description(payload: dict[str, Any], decision: Any) -> str:
+    """The gate's decision as markdown, for the model version page (and the run's description)."""
+    metric, ds = payload["metric"], payload["holdout_ds"]
+    verdict = "promoted to champion" if decision.promote else "rejected, the champion stays"
+    champion = (f"v{payload['champion_version']} | ds={payload['champion_ds']} | "
+                f"{_fmt(decision.champion_value)}" if payload["champion_version"] else
+                "none yet | | ")
+    return "\n".join([
+        f"**Gate: {verdict}.** {metric} on the held-out slice of ds={ds}, "
+        f"tolerance {payload['tolerance']} (absolute).",
+        "",
+        f"| | version | trained on | {metric} |",
+        "|---|---|---|---|",
+        f"| challenger | v{payload['challenger_version']} | ds={ds} | {_fmt(decision.challenger_value)} |",
+        f"| champion | {champion} |",
+        "",
+        f"Reason: {decision.reason}",
+    ])
 
 
 # --- versions by training date: which version served, or could have served, a day --------------

@@ -79,7 +79,7 @@ def evaluate_families(cfg: Config, ds: str, families: list[str],
                           champion_ds=champ_ds, challenger_ds=ds, force_promote=force_promote,
                           champion_erased=champ_erased)
         tracking.record_gate(cfg, family, challenger, champion, decision, metrics[0],
-                        metrics[1] if champion else None)
+                             metrics[1] if champion else None, ds=ds, champion_ds=champ_ds)
         decisions[family] = decision
         log.info("%s v%s (ds=%s) vs champion %s (ds=%s): %s", family, version, ds, champ_version,
                  champ_ds, decision.reason)

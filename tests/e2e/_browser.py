@@ -349,19 +349,81 @@ def _mlflow_get(base: str, path: str, **query) -> dict:
 
 
 def check_champion_in_mlflow_ui(b: Browser, base: str, model_name: str,
-                                artifact: str = "learning_curve.png") -> dict:
+                                artifact: str = "learning_curve.png",
+                                metric: str = "holdout/ndcg_at_10") -> dict:
     """The champion version of ``model_name`` as a person finds it in the MLflow UI.
 
-    Its training run's page lists ``artifact`` and shows it (the image loads), and the
-    registered model's page shows the ``champion`` alias. Returns the model version (REST).
+    * the experiment's runs list, opened on the saved view the pipeline writes
+      (``recsys.tracking.runs_view_url``), has a ``metric`` column and the champion's run shows
+      its value there;
+    * the run's "Model metrics" tab opens on the learning curve: its first section is ``fit``
+      and its first charts are the training loss and the validation NDCG;
+    * the run's overview lists the training set (``training_set@<ds>``) under "Datasets";
+    * the run lists ``artifact`` and shows it (the image loads);
+    * the model version page shows the gate's decision (verdict, metric, data day, tolerance)
+      and the ``champion`` alias, and the registered model's page the alias on that version.
+
+    Returns the model version (REST).
     """
     from selenium.webdriver.common.by import By
+
+    from recsys import tracking
 
     with b.step(f"the champion of {model_name} over MLflow's REST API"):
         version = _mlflow_get(base, "registered-models/alias", name=model_name,
                               alias="champion")["model_version"]
         run = _mlflow_get(base, "runs/get", run_id=version["run_id"])["run"]
-    run_page = f"{base}/#/experiments/{run['info']['experiment_id']}/runs/{version['run_id']}"
+    run_id, experiment_id = version["run_id"], run["info"]["experiment_id"]
+    metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+    tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+    ds = tags["ds"]
+    run_page = f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    with b.step(f"the runs list shows {metric} of run {run_id}"):
+        b.driver.get(tracking.runs_view_url(base, experiment_id))
+        column = f"[col-id='metrics.`{metric}`']"
+        b.wait(lambda d: any(metric in h.text for h in
+                             d.find_elements(By.CSS_SELECTOR, f".ag-header-cell{column}")),
+               what=f"the column {metric}")
+
+        def value_shown(d) -> str | None:
+            # ag-grid draws the pinned run name and the scrolled cells as two rows, one index.
+            link = d.find_element(By.CSS_SELECTOR, f"[role=row] a[href$='/runs/{run_id}']")
+            index = link.find_element(By.XPATH, "./ancestor::*[@role='row'][1]") \
+                .get_attribute("row-index")
+            cell = d.find_element(By.CSS_SELECTOR, f"[role=row][row-index='{index}'] "
+                                                   f"[role=gridcell]{column}")
+            return cell.text.strip() or None
+
+        shown = b.wait(value_shown, what=f"the {metric} of run {run_id}")
+        assert abs(float(shown) - metrics[metric]) < 1e-9, (shown, metrics[metric])
+        b.shot("mlflow-runs-ranking-metrics")
+
+    with b.step(f"the run of {model_name} v{version['version']} opens on its learning curve"):
+        b.driver.get(f"{run_page}/model-metrics")
+        sections = "[data-testid='experiment-view-compare-runs-section-header']"
+        b.wait(lambda d: d.find_elements(By.CSS_SELECTOR, sections), what="the chart sections")
+        first = b.driver.find_elements(By.CSS_SELECTOR, sections)[0].text.splitlines()[0].strip()
+        assert first == tracking.FIT, f"the first chart section is {first!r}, not the learning curve"
+
+        def charts(d) -> list[str]:  # chart titles, in page order: <h4 title="fit/loss">loss</h4>
+            titles = [h.get_attribute("title") for h in d.find_elements(By.CSS_SELECTOR, "h4[title]")]
+            return [t for t in titles if t in metrics] or None
+
+        learning_curve = ["fit/loss", "fit/val_ndcg_at_10"]
+        b.wait(lambda d: (charts(d) or [])[:2] == learning_curve,
+               what=f"the first charts to be {learning_curve}")
+        b.shot("mlflow-run-learning-curve-charts")
+
+    with b.step(f"the run of {model_name} v{version['version']} lists its training set"):
+        b.driver.get(run_page)
+        b.text_appears("Datasets")
+        b.text_appears(f"training_set@{ds} (")  # name (digest)
+        (source,) = [json.loads(i["dataset"]["source"])["uri"]
+                     for i in run["inputs"]["dataset_inputs"]]
+        assert source.endswith(f"/training_set/ds={ds}"), source
+        b.shot("mlflow-run-dataset")
+
     with b.step(f"the run of {model_name} v{version['version']} lists {artifact}"):
         b.driver.get(f"{run_page}/artifacts")
         node = f"[data-testid='artifact-tree-node'][artifact-name='{artifact}']"
@@ -380,6 +442,20 @@ def check_champion_in_mlflow_ui(b: Browser, base: str, model_name: str,
         with contextlib.suppress(_stale()):
             b.scroll_to(image)
         b.shot("mlflow-run-learning-curve")
+
+    with b.step(f"{model_name} v{version['version']} shows the gate's decision"):
+        b.driver.get(f"{base}/#/models/{model_name}/versions/{version['version']}")
+        b.text_appears("Gate: promoted to champion.")
+        gate = version["tags"] if isinstance(version.get("tags"), dict) else \
+            {t["key"]: t["value"] for t in version.get("tags", [])}
+        # The description's table reads "challenger v3 ds=... 0.1234" row by row.
+        for text in (f"{gate['gate.metric']} on the held-out slice of ds={ds}",
+                     f"tolerance {gate['gate.tolerance']}",
+                     f"challenger v{version['version']} ds={ds} {gate['gate.challenger_value']}",
+                     "@ champion"):
+            b.text_appears(text)
+        b.shot("mlflow-model-version-gate")
+
     with b.step(f"{model_name} shows the champion alias on v{version['version']}"):
         b.driver.get(f"{base}/#/models/{model_name}")
         b.text_appears(model_name)

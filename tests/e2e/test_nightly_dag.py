@@ -60,7 +60,7 @@ def test_nightly_dag_publishes_a_valid_table_and_rerun_is_idempotent(recsys_home
     # The candidates family trained in the same run, with its learning curve.
     bpr = client.get_model_version_by_alias(cfg.mlflow.registered_name("mf_bpr"), "champion")
     run = client.get_run(bpr.run_id)
-    assert run.data.params["ds"] == DS and "loss" in run.data.metrics
+    assert run.data.params["ds"] == DS and "fit/loss" in run.data.metrics
 
     # Bad rows went to quarantine with a reason, not silently away.
     quarantine = pq.read_table(wh / "quarantine" / f"ds={DS}").to_pandas()

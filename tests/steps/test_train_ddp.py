@@ -162,7 +162,7 @@ def test_a_killed_rank_restarts_and_resumes_from_the_last_checkpoint(tmp_path, m
     assert len(finished) == 1 and len(versions) == 1, (runs, versions)
     assert versions[0].run_id == finished[0].info.run_id
     # The finished run trained only the epochs after the checkpoint, up to the last one.
-    steps = [m.step for m in _metric_history(finished[0], "loss")]
+    steps = [m.step for m in _metric_history(finished[0], "fit/loss")]
     assert 0 < min(steps) <= 4 and max(steps) == EPOCHS - 1, steps
     # The killed attempt's run (rank 0 was stopped by torchrun) does not pass for a finished one.
     assert all(r.info.status != "FINISHED" for r in runs if r.info.run_id != finished[0].info.run_id)

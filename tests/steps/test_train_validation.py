@@ -38,7 +38,7 @@ def test_nightly_training_uses_a_validation_set_and_stops_early(recsys_home, mon
     assert all("val_ndcg@10" in h for h in result.history)
     assert len(result.history) < EPOCHS  # patience is live: training stopped early
     client = MlflowClient(cfg.mlflow.tracking_uri)
-    curve = client.get_metric_history(result.run_id, "val_ndcg_at_10")
+    curve = client.get_metric_history(result.run_id, "fit/val_ndcg_at_10")
     assert len(curve) == len(result.history)
 
 
