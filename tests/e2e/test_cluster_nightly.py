@@ -182,8 +182,7 @@ def test_nightly_dag_on_the_cluster_publishes_the_local_table(dag_run, local_run
     # Every Spark step ran as an application of the cluster: clean, build_features (spark-submit
     # through spark_default), als_spark's training and the scoring (RECSYS_ENV=standalone).
     names = {a["name"] for a in dag_run.cluster.state()["completedapps"] if a["id"] in dag_run.apps}
-    for prefix in ("recsys-clean", "recsys-build_features", "recsys-als", "recsys-score"):
-        assert any(n.startswith(prefix) for n in names), (prefix, names)
+    assert names == {"recsys-clean", "recsys-features", "recsys-als", "recsys-score"}, names
     for app in dag_run.apps:
         assert sum(dag_run.cluster.tasks_by_worker(app).values()) > 0, f"{app}: no task on the workers"
 
