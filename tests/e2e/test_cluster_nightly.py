@@ -189,7 +189,8 @@ def test_nightly_dag_on_the_cluster_publishes_the_local_table(dag_run, local_run
     # mf_bpr trained as 2 data-parallel ranks, its version registered once (by rank 0).
     from mlflow import MlflowClient
 
-    client = MlflowClient(f"sqlite:///{dag_run.home / 'mlflow' / 'mlflow.db'}")
+    store = f"sqlite:///{dag_run.home / 'mlflow' / 'mlflow.db'}"  # conf/base.yaml's, under its RECSYS_HOME
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
     versions = client.search_model_versions("name='recsys_mf_bpr'")
     assert len(versions) == 1
     lineage = client.download_artifacts(versions[0].run_id, "lineage.json", str(dag_run.home))
