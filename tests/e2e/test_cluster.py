@@ -67,13 +67,6 @@ def submitted_clean(cluster, landing) -> tuple[Path, str]:
 
 # --- comparisons ------------------------------------------------------------------------------
 
-def assert_same_parquet(spark, left: Path, right: Path) -> None:
-    assert left.is_dir() and right.is_dir(), (left, right)
-    a, b = spark.read.parquet(str(left)), spark.read.parquet(str(right))
-    assert a.count() > 0, f"{left}: empty (the generated day should fill every table)"
-    assert_df_equality(a, b, ignore_row_order=True)
-
-
 def _assert_same_clean(spark, reference: Path, other: Path) -> None:
     for table in CLEAN_TABLES:
         assert_same_parquet(spark, reference / table / f"ds={DS}", other / table / f"ds={DS}")
