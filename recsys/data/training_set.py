@@ -139,7 +139,11 @@ def load_training_set(warehouse: Path | str, ds: str) -> TrainingSet:
     path = training_set_path(warehouse, ds)
     user_ids = _id_array(path / "user_map", "user_idx", "user_id")
     item_ids = _id_array(path / "item_map", "item_idx", "item_id")
-    rows = _table(path / "interactions")
+    # One canonical row order, whatever wrote the files (how many Spark tasks, local or cluster):
+    # the holdout and validation splits break ties and draw by position, so the same rows in
+    # another order gave another model (issue 11: a cluster-built day trained differently).
+    rows = _table(path / "interactions").sort_by(
+        [(c, "ascending") for c in ("user_idx", "ts", "item_idx", "weight", "rating")])
     rating = pc.fill_null(rows["rating"].cast(pa.float32()), float("nan")).to_numpy()
     # Microseconds first (unsafe cast: INT96/ns values truncate), then whole seconds.
     micros = pc.cast(rows["ts"], pa.timestamp("us"), safe=False).cast(pa.int64()).to_numpy()

@@ -32,6 +32,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -243,7 +244,7 @@ def _user_features(spark: SparkSession, ts_path: Path, users: np.ndarray) -> np.
 
 def _write_cold(spark: SparkSession, inputs: _Inputs, items: _Items, ts_path: Path, cold: pa.Table,
                 provenance: Provenance, out_dir: Path, options: ScoreConfig,
-                content_model: Recommender | None) -> tuple[np.ndarray, int]:
+                content_model: Recommender | Callable[[], Recommender] | None) -> tuple[np.ndarray, int]:
     """Score the collected cold users on the driver (the single-node code); return their sources
     (-1: no row) and the number of rows written."""
     order = np.argsort(np.asarray(cold["user_id"].to_pylist()).astype(str), kind="stable")
@@ -269,6 +270,8 @@ def _write_cold(spark: SparkSession, inputs: _Inputs, items: _Items, ts_path: Pa
     n = options.top_n
     pop_items, pop_scores = coldstart.popular_from_counts(per_item, n + longest, items.available)
     features = None
+    if content_model is not None and not history.all() and not isinstance(content_model, Recommender):
+        content_model = content_model()  # loaded only now: some users have no history
     if content_model is not None and coldstart.supports_content(content_model) and not history.all():
         # Only users without history get content-based lists: fetch only their features.
         fresh = np.sort(user_idx[~history])
@@ -301,13 +304,15 @@ def _write_cold(spark: SparkSession, inputs: _Inputs, items: _Items, ts_path: Pa
 
 def score_warehouse(spark: SparkSession, warehouse: Path | str, ds: str, vectors: Path | str,
                     provenance: Provenance, out_dir: Path | str, options: ScoreConfig,
-                    content_model: Recommender | None = None,
+                    content_model: Recommender | Callable[[], Recommender] | None = None,
                     partitions: int | None = None, rules: Rules | None = None) -> dict[str, Any]:
     """Score every user of the training set of ``ds`` with the vectors folder ``vectors``
     (:func:`recsys.score.vectors.vectors_path`) and write the top-N table into ``out_dir``.
 
     ``content_model``: the loaded model, used only for cold-start users without history when it
-    maps user features to vectors (a hybrid model); None for the popular list. ``partitions``:
+    maps user features to vectors (a hybrid model); or a function that loads it, called only when
+    there are such users (the score step passes one: a loaded model holds every user's vector);
+    None for the popular list. ``partitions``:
     how many scoring tasks (default: 4 per task slot, ``sparkContext.defaultParallelism``).
     ``rules``: business rules (:mod:`recsys.score.rules`), applied by the same scorer as locally.
     Warehouse, vectors and ``out_dir`` must be on storage the executors share with the driver.

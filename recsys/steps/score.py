@@ -13,6 +13,8 @@ import numpy as np
 from recsys.config import Config
 from recsys.data.training_set import load_training_set
 from recsys.device import choose_device, configure_threads
+from recsys.models.registry import model_class
+from recsys.score import coldstart
 from recsys.score._sink import Provenance
 from recsys.score.engine import stage, write_topn
 from recsys.score.publish import published_manifest
@@ -143,6 +145,11 @@ def _candidates(cfg: Config, loaded: LoadedModel, n_items: int, ds: str, rescore
     return cand.model
 
 
+def _used(choice: ModelChoice, run_id: str) -> dict[str, str]:
+    return {"name": choice.name, "version": choice.version, "run_id": run_id, "rule": choice.rule,
+            "why": choice.why}
+
+
 def score_ds(cfg: Config, ds: str, family: str | None = None, generated_at: dt.datetime | None = None,
              on_block=None, rescore_with_champion: bool = False) -> Path:
     """Score every user of the training set of ``ds`` with the version of ``family`` that serves
@@ -151,31 +158,17 @@ def score_ds(cfg: Config, ds: str, family: str | None = None, generated_at: dt.d
     family = family or cfg.score.model
     manifest = published_manifest(cfg.paths.warehouse, ds)
     choice = choose_version(cfg, family, ds, rescore_with_champion, _served(manifest, "model"))
-    loaded = _load(cfg, choice)
-    used = {"model": {"name": loaded.name, "version": loaded.version, "run_id": loaded.run_id,
-                      "rule": choice.rule, "why": choice.why}}
     # generated_at is provenance only: it never decides what is read.
-    prov = Provenance(loaded.name, str(loaded.version), loaded.run_id,
-                      generated_at or dt.datetime.now(dt.timezone.utc))
-    log.info("scoring ds=%s with %s v%s (engine %s)", ds, loaded.name, loaded.version,
-             cfg.score.engine)
+    generated_at = generated_at or dt.datetime.now(dt.timezone.utc)
     # Business rules read the clean item catalog (the newest partition at or before ds).
     rules = Rules.load(cfg.score.rules, cfg.paths.warehouse, ds)
-    extra = {"models": used, "rules_catalog_ds": None if rules is None else rules.catalog_ds}
+    rules_ds = None if rules is None else rules.catalog_ds
     if cfg.score.engine == "spark":
-        # Spark is loaded only for this engine. Executors read the user vectors (written by the
-        # train step; once from this bundle for a version trained before) and the training set
-        # from the warehouse: only item-sized data and cold-start users pass through the driver.
-        from recsys.score.spark_score import score_warehouse
-        from recsys.score.vectors import ensure_vectors
-        from recsys.spark import get_spark
-
-        wh = cfg.paths.warehouse
-        vectors = ensure_vectors(wh, loaded.name, loaded.version, loaded.run_id, loaded.bundle)
-        spark = get_spark("score", cfg.spark)
-        return stage(wh, ds, lambda out: {
-            **score_warehouse(spark, wh, ds, vectors, prov, out, cfg.score,
-                              content_model=loaded.model, rules=rules), **extra})
+        return _score_spark(cfg, ds, choice, generated_at, rules)
+    loaded = _load(cfg, choice)
+    used = {"model": _used(choice, loaded.run_id)}
+    prov = Provenance(loaded.name, str(loaded.version), loaded.run_id, generated_at)
+    log.info("scoring ds=%s with %s v%s (engine local)", ds, loaded.name, loaded.version)
     # The single-node engine reads the day's training set here; the Spark one on its executors.
     ts = load_training_set(cfg.paths.warehouse, ds)
     device = choose_device(cfg.train.device)
@@ -183,4 +176,51 @@ def score_ds(cfg: Config, ds: str, family: str | None = None, generated_at: dt.d
     cand = _candidates(cfg, loaded, len(loaded.bundle.item_ids), ds, rescore_with_champion, manifest, used)
     return stage(cfg.paths.warehouse, ds, lambda out: {**write_topn(
         loaded.bundle, ts, prov, out, cfg.score, device, candidates=cand, on_block=on_block, rules=rules),
-        **extra})
+        "models": used, "rules_catalog_ds": rules_ds})
+
+
+def _score_spark(cfg: Config, ds: str, choice: ModelChoice, generated_at: dt.datetime,
+                 rules: Rules | None = None) -> Path:
+    """``score.engine: spark``: executors read the user vectors (written by the train step) and
+    the training set from the warehouse; nothing per user passes through this driver.
+
+    The driver does not load the version's bundle when its vectors are in the warehouse: the
+    bundle holds every user's vector (and a model's whole state). It loads it only (a) to write
+    missing vectors once, for a version trained before the train step wrote them, and (b) for a
+    hybrid family's content fallback, and then only when some users have no history at all.
+    """
+    # Spark is loaded only for this engine.
+    from recsys.score.spark_score import score_warehouse
+    from recsys.score.vectors import ensure_vectors, read_info, vectors_path
+    from recsys.spark import get_spark
+
+    wh = cfg.paths.warehouse
+    info = version_info(cfg, choice.family, choice.version)  # tags only, nothing downloaded
+    if info is None:
+        raise LookupError(f"{choice.name} v{choice.version} is not in the registry")
+    cls = model_class(choice.family)
+    if not cls.factorized:
+        raise ValueError(f"score.engine=spark needs a factorized model; {choice.family} is not "
+                         "(use score.engine=local, which re-ranks candidates)")
+    log.info("scoring with %s v%s [%s]: %s", choice.name, choice.version, choice.rule, choice.why)
+    vectors = vectors_path(wh, choice.name, choice.version)
+    held: list[LoadedModel] = []
+
+    def loaded() -> LoadedModel:
+        if not held:
+            held.append(load_version(cfg, choice.family, choice.version))
+        return held[0]
+
+    if (read_info(vectors) or {}).get("run_id") != info.run_id:
+        model = loaded()  # missing or stale vectors: written once from the bundle, on this driver
+        vectors = ensure_vectors(wh, model.name, model.version, model.run_id, model.bundle)
+    content = (lambda: loaded().model) if coldstart.supports_content(cls) else None
+    used = {"model": _used(choice, info.run_id)}
+    prov = Provenance(choice.name, str(choice.version), info.run_id, generated_at)
+    log.info("scoring ds=%s with %s v%s (engine spark, vectors %s)", ds, choice.name, choice.version,
+             vectors)
+    spark = get_spark("score", cfg.spark)
+    return stage(wh, ds, lambda out: {
+        **score_warehouse(spark, wh, ds, vectors, prov, out, cfg.score, content_model=content,
+                          rules=rules),
+        "models": used, "rules_catalog_ds": None if rules is None else rules.catalog_ds})
