@@ -127,6 +127,9 @@ def airflow_env(home: Path, repo: Path, *, port: int = DEFAULT_PORT,
         "SPARK_LOCAL_IP": env.get("SPARK_LOCAL_IP", "127.0.0.1"),
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
+        # The jobs' interpreter (the DAGs run `${RECSYS_PYTHON:-python} -m jobs.<x>`), named
+        # outright rather than found on PATH: the mapped train task's bash found another python.
+        "RECSYS_PYTHON": sys.executable,
         # No nightly schedule on the embedded default: its logs are generated, not delivered each
         # night, and unpausing a cron DAG queues the latest interval, a day without logs whose
         # sensor would hold every triggered run behind it for hours. Set the variable (a cron) to

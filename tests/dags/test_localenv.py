@@ -23,6 +23,7 @@ def test_everything_lives_under_recsys_home(tmp_path):
     assert env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] == "9002"
     assert env["PATH"].split(":")[0] == str(Path(sys.executable).parent)
     assert env["PYSPARK_PYTHON"] == sys.executable
+    assert env["RECSYS_PYTHON"] == sys.executable  # the DAGs run ${RECSYS_PYTHON:-python} -m jobs.x
 
 
 def test_spark_default_is_a_local_master(tmp_path):
