@@ -203,9 +203,9 @@ def _pick_options(b: Browser, param: str, values: list[str]) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    def chosen(d) -> list[str]:  # the hidden input react-select keeps: "a,b"
-        return [v for v in d.find_element(By.NAME, f"element_{param}").get_attribute("value")
-                .split(",") if v]
+    def chosen(d) -> list[str]:  # react-select keeps one hidden input per chosen value
+        return [v for e in d.find_elements(By.NAME, f"element_{param}")
+                for v in (e.get_attribute("value") or "").split(",") if v]
 
     def box():
         return _param_field(b, param).find_element(By.CSS_SELECTOR, "[role=combobox]")
