@@ -131,6 +131,26 @@ class Recommender(abc.ABC):
             rows, cols = seen.row.astype(np.int64), seen.col.astype(np.int64)
         return top_n(scores, n, rows, cols)
 
+    @staticmethod
+    def _score_pairs_sparse(rows, weights: np.ndarray, user_idx: np.ndarray, item_idx: np.ndarray,
+                            chunk: int = 65536) -> np.ndarray:
+        """``rows[u] @ weights[:, i]`` for each (u, i) pair, from the nonzeros of ``rows[u]`` only.
+
+        For models whose scores are a sparse row (a user's history, maybe with feature columns)
+        times a dense matrix: the work is the history length per pair, not the catalog size, so
+        re-ranking 200 candidates of a 20k-item catalog costs what 200 items cost
+        (:func:`_score_pairs_by_user` computed the whole row of every user first).
+        """
+        user_idx, item_idx = np.asarray(user_idx, np.int64), np.asarray(item_idx, np.int64)
+        out = np.zeros(len(user_idx), dtype=np.float64)
+        for start in range(0, len(user_idx), chunk):
+            u, i = user_idx[start:start + chunk], item_idx[start:start + chunk]
+            block = rows[u].tocoo()
+            if block.nnz:
+                terms = block.data * weights[block.col, i[block.row]]
+                out[start:start + len(u)] = np.bincount(block.row, weights=terms, minlength=len(u))
+        return out.astype(np.float32)
+
     def _score_pairs_by_user(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         """``score`` for models that only score whole users: one score block per distinct user."""
         user_idx, item_idx = np.asarray(user_idx, np.int64), np.asarray(item_idx, np.int64)

@@ -54,7 +54,10 @@ class _ItemItem(Recommender):
         return np.asarray(out.todense() if sp.issparse(out) else out, dtype=np.float32)
 
     def score(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
-        return self._score_pairs_by_user(user_idx, item_idx)
+        self._check_fitted()
+        if sp.issparse(self.weights):  # item-kNN's neighbour lists: whole rows are cheap
+            return self._score_pairs_by_user(user_idx, item_idx)
+        return self._score_pairs_sparse(self._seen, self.weights, user_idx, item_idx)
 
     def item_item_matrix(self) -> np.ndarray | sp.csr_matrix:
         """``W`` (items x items): a user's scores are ``x_u @ W`` for the binary history ``x_u``

@@ -56,7 +56,10 @@ class EASEHybrid(Recommender):
         return np.asarray(rows @ self.weights, dtype=np.float32)
 
     def score(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
-        return self._score_pairs_by_user(user_idx, item_idx)
+        self._check_fitted()
+        users, local = np.unique(np.asarray(user_idx, np.int64), return_inverse=True)
+        rows = sp.hstack([self._seen[users].astype(np.float32), self.user_block[users]]).tocsr()
+        return self._score_pairs_sparse(rows, self.weights, local, item_idx)
 
     def item_item_matrix(self) -> np.ndarray:
         """The item rows of ``B`` (items x items): the history part of a user's scores,
