@@ -270,7 +270,8 @@ def _write_cold(spark: SparkSession, inputs: _Inputs, items: _Items, ts_path: Pa
     n = options.top_n
     pop_items, pop_scores = coldstart.popular_from_counts(per_item, n + longest, items.available)
     features = None
-    if content_model is not None and not history.all() and not isinstance(content_model, Recommender):
+    if content_model is not None and not history.all() and callable(content_model) \
+            and not isinstance(content_model, Recommender):
         content_model = content_model()  # loaded only now: some users have no history
     if content_model is not None and coldstart.supports_content(content_model) and not history.all():
         # Only users without history get content-based lists: fetch only their features.

@@ -57,7 +57,8 @@ def champion(config):
     from recsys.steps.train import train_families
 
     _day(config.paths.warehouse)
-    cfg = load_config(overrides={"models.mf_bpr.factors": 4, "score.top_n": TOP_N, "score.engine": "spark"})
+    cfg = load_config(overrides={"models.mf_bpr.factors": 4, "score.top_n": TOP_N, "score.engine": "spark",
+                                 "score.model": "mf_bpr"})
     (result,) = train_families(cfg, DS, ["mf_bpr"], epochs=1, progress=False)
     tracking.setup(cfg)
     MlflowClient().set_registered_model_alias(result.name, tracking.CHAMPION, result.version)
