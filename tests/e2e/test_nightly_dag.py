@@ -48,7 +48,8 @@ def test_nightly_dag_publishes_a_valid_table_and_rerun_is_idempotent(recsys_home
     assert not table.duplicated(["user_id", "item_id"]).any()
 
     # The published rows name the registered version that carries the `champion` alias.
-    client = MlflowClient(cfg.mlflow.tracking_uri)
+    # Both URIs: an earlier test in the session may have set the global registry URI elsewhere.
+    client = MlflowClient(tracking_uri=cfg.mlflow.tracking_uri, registry_uri=cfg.mlflow.tracking_uri)
     # The demo trains the configured families and publishes from score.model (ease_hybrid).
     assert cfg.score.model == "ease_hybrid" and set(cfg.train.models) == {"ease_hybrid", "mf_bpr"}
     name = cfg.mlflow.registered_name(cfg.score.model)

@@ -37,7 +37,8 @@ def test_nightly_training_uses_a_validation_set_and_stops_early(recsys_home, mon
     assert fit_rows + len(validation) == len(train)  # carved from train, not from the holdout
     assert all("val_ndcg@10" in h for h in result.history)
     assert len(result.history) < EPOCHS  # patience is live: training stopped early
-    client = MlflowClient(cfg.mlflow.tracking_uri)
+    # Both URIs: an earlier test in the session may have set the global registry URI elsewhere.
+    client = MlflowClient(tracking_uri=cfg.mlflow.tracking_uri, registry_uri=cfg.mlflow.tracking_uri)
     curve = client.get_metric_history(result.run_id, "fit/val_ndcg_at_10")
     assert len(curve) == len(result.history)
 
