@@ -97,7 +97,7 @@ def usable_cpus() -> int:
     return max(1, n)
 
 
-def choose_threads(setting: int | str = "auto", local_ranks: int = 1) -> int:
+def choose_threads(setting: int | str = "auto", local_ranks: int = 1, usable: int | None = None) -> int:
     """Intra-op threads for ``setting``: a number is taken as is; ``auto`` takes
     ``OMP_NUM_THREADS`` when it is set (the launcher or the user chose), else the usable CPUs
     shared out among the ``local_ranks`` processes of this machine."""
@@ -109,7 +109,7 @@ def choose_threads(setting: int | str = "auto", local_ranks: int = 1) -> int:
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if env.isdigit() and int(env) >= 1:
         return int(env)
-    return max(1, usable_cpus() // max(1, local_ranks))
+    return max(1, (usable if usable is not None else usable_cpus()) // max(1, local_ranks))
 
 
 def configure_threads(setting: int | str = "auto", local_ranks: int | None = None) -> int:
@@ -118,9 +118,10 @@ def configure_threads(setting: int | str = "auto", local_ranks: int | None = Non
     ``local_ranks`` defaults to torchrun's ``LOCAL_WORLD_SIZE`` (1 outside torchrun)."""
     if local_ranks is None:
         local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
-    n = choose_threads(setting, local_ranks)
+    usable = usable_cpus()  # reads the affinity mask and the cgroup files once
+    n = choose_threads(setting, local_ranks, usable)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     log.info("torch intra-op threads: %d (setting %s, usable CPUs %d, local ranks %d)",
-             n, setting, usable_cpus(), local_ranks)
+             n, setting, usable, local_ranks)
     return n

@@ -28,22 +28,13 @@ import torch
 from recsys.bench.measure import max_rss_mb
 from recsys.bench.train import synthetic_interactions
 from recsys.config import Config
+from recsys.data.training_set import TrainingSet
 from recsys.models.base import FitOptions
 from recsys.models.bundle import ModelBundle
 from recsys.models.registry import build_model
 from recsys.score.engine import Provenance, write_topn
 
 log = logging.getLogger(__name__)
-
-
-class _Data:
-    """What the engine reads of a training set (:class:`recsys.score.engine.ScoringData`)."""
-
-    def __init__(self, interactions, user_ids: np.ndarray, item_ids: np.ndarray) -> None:
-        self.interactions = interactions
-        self.user_ids = user_ids
-        self.item_ids = item_ids
-        self.item_available = None
 
 
 def _fit(cfg: Config, family: str, data, device: torch.device, seed: int, epochs: int | None):
@@ -78,7 +69,9 @@ def run_nightly_bench(cfg: Config, family: str, users: int, items: int, events: 
     prov = Provenance(f"bench_{family}", "0", "bench", dt.datetime.now(dt.timezone.utc))
     with tempfile.TemporaryDirectory(prefix="bench-nightly-") as tmp:
         t0 = time.perf_counter()
-        summary = write_topn(bundle, _Data(data, user_ids, item_ids), prov, Path(tmp), cfg.score,
+        day = TrainingSet(data, user_ids, item_ids, item_available=None, dq_summary=None,
+                          path=Path("<synthetic>"))
+        summary = write_topn(bundle, day, prov, Path(tmp), cfg.score,
                              device, candidates=candidates)
         seconds = time.perf_counter() - t0
     stages["score"] = {"seconds": seconds, "peak_rss_mb": max_rss_mb(),
