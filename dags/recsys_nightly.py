@@ -9,7 +9,8 @@ publish atomically to `warehouse/recommendations/ds=<ds>/`, which updates the
 
 **Trigger with config** (the form): `ds` (empty = the run's logical date), `models`, `top_n`,
 `epochs`, `force_publish`, `dry_run` (all steps but publish), `rescore_with_champion` (a rerun of
-a published day scores with the version that served it unless this is set). Every step overwrites
+a published day scores with the version that served it unless this is set), `skip_training` (score
+with the current champion; new users are folded in). Every step overwrites
 only its own `ds` partition, so clearing a run or backfilling a range is safe to repeat; a failed
 run leaves the published table as it was.
 
@@ -35,9 +36,11 @@ from airflow.sdk import (
     DeadlineReference,
     Param,
     SyncCallback,
+    TriggerRule,
     chain,
     task,
 )
+from airflow.sdk.exceptions import AirflowSkipException
 
 # The helper module lives next to this file; a DAG bundle puts this folder on sys.path, a bare
 # DagBag (tests, `python dags/recsys_nightly.py`) may not.
@@ -93,6 +96,10 @@ PARAMS = {
                                    description="A rerun of a day already published scores with the "
                                    "model version that served it; set this to score with today's "
                                    "champion instead (jobs.score --rescore-with-champion)."),
+    "skip_training": Param(False, type="boolean", title="Skip training",
+                           description="Clean and build the day, then score with the current champion "
+                           "without training or evaluating (the models list is unused); users new "
+                           "since the champion's training day are folded in (source fold_in)."),
 }
 
 default_args = {
@@ -158,7 +165,10 @@ with DAG(
 
     @task(execution_timeout=dt.timedelta(minutes=5))
     def plan_training(params: dict | None = None) -> list[dict[str, str]]:
-        """One environment per family to train: the mapped `train` task's input."""
+        """One environment per family to train: the mapped `train` task's input. With
+        `skip_training` this task is skipped, and with it `train` and `evaluate`."""
+        if params.get("skip_training"):
+            raise AirflowSkipException("skip_training: scoring with the current champion")
         return [{"RECSYS_TRAIN_MODEL": m} for m in params["models"]]
 
     train = BashOperator.partial(
@@ -179,7 +189,9 @@ with DAG(
                     dt.timedelta(hours=1))
     score = _job("score", f"score --ds {DS} {top_n}"
                  "{% if params.rescore_with_champion %} --rescore-with-champion{% endif %}",
-                 dt.timedelta(hours=2))
+                 dt.timedelta(hours=2),
+                 # Runs after a skipped evaluate (skip_training), never after a failed one.
+                 trigger_rule=TriggerRule.NONE_FAILED)
     # The same checks publish runs, without publishing: a dry run still validates.
     validate = _job("validate", f"publish --ds {DS} {top_n} --validate-only", dt.timedelta(minutes=30))
     publish = BashOperator(

@@ -69,13 +69,19 @@ def summarize(warehouse: Path, ds: str, mlflow_uri: str, artifacts: str) -> None
     rows, users, version, model = con.execute(
         f"SELECT count(*), count(DISTINCT user_id), any_value(model_version), any_value(model_name) "
         f"FROM read_parquet('{files}')").fetchone()
+    sources = con.execute(
+        f"SELECT source, count(DISTINCT user_id) FROM read_parquet('{files}') GROUP BY source "
+        f"ORDER BY 2 DESC").fetchall()
     sample = con.execute(
-        f"SELECT user_id, rank, item_id, round(score, 4) AS score, source FROM read_parquet('{files}') "
+        f"SELECT user_id, rank, item_id, round(score, 4) AS score, source, because FROM read_parquet('{files}') "
         f"ORDER BY user_id, rank LIMIT 6").fetchdf()
     _say("Published recommendations")
     print(f"   table:     {warehouse / 'recommendations'}  (Parquet, partitioned by ds)")
     print(f"   partition: {part}")
     print(f"   rows: {rows}   users: {users}   model: {model} version {version}")
+    print("   users by source: " + ", ".join(f"{s} {n}" for s, n in sources)
+          + "   (model: the model's own lists; fold_in: users new since its training day;"
+          " popular/content: no usable history)")
     manifest = part / "_manifest.json"
     if manifest.exists():
         print(f"   manifest:  {manifest}")
@@ -99,7 +105,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="comma-separated families to train (default: train.models of the config)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--top-n", type=int, default=10)
+    p.add_argument("--skip-training-days", type=int, default=None,
+                   help="run the last K days with skip_training: scored with the champion of the day "
+                        "before, so users new on those days are folded in (default: 1 when --days > 1)")
     args = p.parse_args(argv)
+    skip_days = (1 if args.days > 1 else 0) if args.skip_training_days is None else args.skip_training_days
+    if not 0 <= skip_days <= args.days:
+        p.error("--skip-training-days must be between 0 and --days")
 
     os.environ.setdefault("RECSYS_HOME", str(REPO / DEFAULT_HOME))
     from recsys.config import load_config
@@ -122,11 +134,17 @@ def main(argv: list[str] | None = None) -> int:
     # Every generated day, oldest first, as a backfill would: each day's training set then looks
     # back over the days before it, and the newest published day is the last one run.
     days = [(dt.date.fromisoformat(start) + dt.timedelta(days=d)).isoformat() for d in range(args.days)]
-    for day in days:
+    for n, day in enumerate(days):
         models = args.models.split(",") if args.models else list(cfg.train.models)
         conf = {"ds": day, "models": models, "top_n": args.top_n}
         if args.epochs:
             conf["epochs"] = args.epochs
+        if n >= len(days) - skip_days:
+            # As an operator would on a night without training: the champion serves, and users
+            # whose first events came after its training day get fold-in lists, not the fallback.
+            conf["skip_training"] = True
+            _say(f"ds={day} runs with skip_training: scored with the current champion; users new "
+                 "since its training day are folded in (source = fold_in)")
         _say(f"Running the Airflow DAG recsys_nightly for ds={day} (airflow dags test) with conf {conf}")
         run_dag(env, day, conf)
     summarize(cfg.paths.warehouse, args.ds, cfg.mlflow.tracking_uri, cfg.mlflow.artifact_location)

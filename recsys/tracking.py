@@ -21,6 +21,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from mlflow import MlflowClient
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.exceptions import MlflowException
@@ -553,6 +554,8 @@ def list_versions(cfg: Config, family: str) -> list[VersionInfo]:
 
 ERASED_PENDING_TAG = "erased_users_pending"
 ERASED_AT_TAG = "erased_users_at"
+# Set by recsys forget on a version whose bundle it rewrote without the erased users.
+ERASED_REDACTED_TAG = "erased_users_redacted_at"
 
 
 def mark_versions_trained_on_erased(cfg: Config, trained_on, erased_at: str) -> list[VersionInfo]:
@@ -567,7 +570,18 @@ def mark_versions_trained_on_erased(cfg: Config, trained_on, erased_at: str) -> 
     """
     setup(cfg)
     client, tagged = MlflowClient(), []
-    prefix = cfg.mlflow.registered_model_prefix
+    for mv in _pipeline_versions(client, cfg.mlflow.registered_model_prefix):
+        tags = mv.tags or {}
+        if tags.get(ERASED_PENDING_TAG) == "true" or not trained_on(tags.get("ds")):
+            continue
+        client.set_model_version_tag(mv.name, mv.version, ERASED_PENDING_TAG, "true")
+        client.set_model_version_tag(mv.name, mv.version, ERASED_AT_TAG, erased_at)
+        tagged.append(_version_info(mv))
+    return sorted(tagged, key=lambda v: (v.name, int(v.version)))
+
+
+def _pipeline_versions(client: MlflowClient, prefix: str):
+    """Every version of every registered model whose name starts with ``prefix``."""
     names, token = [], None
     while True:
         page = client.search_registered_models(page_token=token)
@@ -579,17 +593,47 @@ def mark_versions_trained_on_erased(cfg: Config, trained_on, erased_at: str) -> 
         token = None
         while True:
             page = client.search_model_versions(f"name='{name}'", page_token=token)
-            for mv in page:
-                tags = mv.tags or {}
-                if tags.get(ERASED_PENDING_TAG) == "true" or not trained_on(tags.get("ds")):
-                    continue
-                client.set_model_version_tag(mv.name, mv.version, ERASED_PENDING_TAG, "true")
-                client.set_model_version_tag(mv.name, mv.version, ERASED_AT_TAG, erased_at)
-                tagged.append(_version_info(mv))
+            yield from page
             token = page.token
             if not token:
                 break
-    return sorted(tagged, key=lambda v: (v.name, int(v.version)))
+
+
+def redact_versions(cfg: Config, user_ids: list[str], redacted_at: str) -> list[VersionInfo]:
+    """Remove ``user_ids`` from the model bundle of every registered version that holds them.
+
+    A version's bundle (in the artifact store, where ``models:/<name>/<version>`` resolves)
+    keeps each training user's id and per-user arrays (:func:`recsys.models.bundle.redact_bundle`).
+    Only ``user_ids.parquet`` is read from each version; a bundle holding one of the users is
+    downloaded, redacted and uploaded over itself, and the version gets the tag
+    ``erased_users_redacted_at``. The version still serves every other user as before; the
+    erased ones become unknown to it. Returns the versions rewritten.
+    """
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    from recsys.models.bundle import USERS_FILE, redact_bundle
+
+    setup(cfg)
+    client, done = MlflowClient(), []
+    wanted = np.asarray(user_ids, dtype=str)
+    for mv in _pipeline_versions(client, cfg.mlflow.registered_model_prefix):
+        repo = get_artifact_repository(client.get_model_version_download_uri(mv.name, mv.version))
+        rel = f"artifacts/{BUNDLE_ARTIFACT}"
+        with tempfile.TemporaryDirectory(prefix="recsys-redact-") as tmp:
+            try:
+                ids = pq.read_table(repo.download_artifacts(f"{rel}/{USERS_FILE}", tmp)).column(0)
+            except (MlflowException, OSError):
+                continue  # no bundle (not a version this pipeline logged)
+            if not np.isin(ids.to_numpy(zero_copy_only=False).astype(str), wanted).any():
+                continue
+            (Path(tmp) / "full").mkdir()
+            local = Path(repo.download_artifacts(rel, str(Path(tmp) / "full")))
+            n = redact_bundle(local, wanted)
+            repo.log_artifacts(str(local), rel)
+        client.set_model_version_tag(mv.name, mv.version, ERASED_REDACTED_TAG, redacted_at)
+        log.info("redacted %d user(s) from %s v%s", n, mv.name, mv.version)
+        done.append(_version_info(mv))
+    return sorted(done, key=lambda v: (v.name, int(v.version)))
 
 
 def erased_data_pending(cfg: Config, family: str, version: str) -> bool:

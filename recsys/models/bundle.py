@@ -70,3 +70,79 @@ def _lookup(vocab: np.ndarray, ids: np.ndarray) -> np.ndarray:
     pos_clipped = np.minimum(pos, len(vocab) - 1) if len(vocab) else pos
     found = (pos < len(vocab)) & (sorted_vocab[pos_clipped] == ids) if len(vocab) else np.zeros(len(ids), bool)
     return np.where(found, order[pos_clipped] if len(vocab) else -1, -1).astype(np.int64)
+
+
+# The user id a redacted row gets: the clean step never lets an empty id through, so no user of a
+# later day can match it.
+REDACTED_ID = ""
+
+
+class AmbiguousUserAxis(ValueError):
+    """The model's user and item counts are equal: its user axes cannot be told from its item axes."""
+
+
+def redact_bundle(folder: Path | str, user_ids: list[str] | np.ndarray) -> int:
+    """Remove ``user_ids`` from a saved bundle in place; return how many of them it held.
+
+    What a bundle keeps per user: its id in ``user_ids.parquet`` (replaced by :data:`REDACTED_ID`,
+    so the positions of the other users do not move) and, in ``model.pt``, every array whose axis
+    has the model's user count: embeddings, factors, user-side feature blocks, user x user
+    weights and the seen matrix. Those rows (and columns) are zeroed, or dropped from sparse
+    matrices. The model still loads and scores every other user exactly as before. Files are
+    written beside the old ones and renamed over them.
+    """
+    from recsys.models import _safe
+
+    folder = Path(folder)
+    users = pq.read_table(folder / USERS_FILE).column(0).to_numpy(zero_copy_only=False).astype(str)
+    idx = np.flatnonzero(np.isin(users, np.asarray(user_ids, dtype=str)))
+    if not len(idx):
+        return 0
+    blob = _safe.load(folder / MODEL_FILE)
+    n_users, n_items = int(blob["n_users"]), int(blob["n_items"])
+    if n_users == n_items:
+        raise AmbiguousUserAxis(
+            f"{folder}: the model has as many users as items ({n_users}), so its user axes cannot be "
+            "told apart from its item axes; delete this version instead (MlflowClient.delete_model_version)")
+    blob["seen"] = _redact(blob["seen"], idx, n_users)
+    blob["state"] = _redact(blob["state"], idx, n_users)
+    users[idx] = REDACTED_ID
+    tmp_model, tmp_users = folder / (MODEL_FILE + ".redacting"), folder / (USERS_FILE + ".redacting")
+    _safe.save(blob, tmp_model)
+    pq.write_table(pa.table({"user_id": pa.array(users)}), tmp_users)
+    tmp_model.replace(folder / MODEL_FILE)
+    tmp_users.replace(folder / USERS_FILE)
+    return len(idx)
+
+
+def _redact(value, idx: np.ndarray, n_users: int):
+    """``value`` with the user rows/columns ``idx`` zeroed on every axis of length ``n_users``."""
+    import scipy.sparse as sp
+    import torch
+
+    if isinstance(value, dict):
+        return {k: _redact(v, idx, n_users) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_redact(v, idx, n_users) for v in value)
+    if sp.issparse(value):
+        m = value.tocoo()
+        keep = np.ones(m.nnz, bool)
+        if m.shape[0] == n_users:
+            keep &= ~np.isin(m.row, idx)
+        if m.shape[1] == n_users:
+            keep &= ~np.isin(m.col, idx)
+        out = sp.coo_matrix((m.data[keep], (m.row[keep], m.col[keep])), shape=m.shape)
+        return out.asformat(value.format)
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        is_torch = isinstance(value, torch.Tensor)
+        if is_torch and value.is_sparse:
+            return _redact(value.to_dense(), idx, n_users).to_sparse()
+        out = value.clone() if is_torch else value.copy()
+        at = torch.from_numpy(idx) if is_torch else idx
+        for axis, size in enumerate(out.shape):
+            if size == n_users:
+                sel = [slice(None)] * out.ndim
+                sel[axis] = at
+                out[tuple(sel)] = 0
+        return out
+    return value

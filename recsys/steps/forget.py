@@ -11,7 +11,9 @@
    ``erased_user``, without their payload;
 4. every registered model version trained on a training set that holds one of the users is
    tagged ``erased_users_pending=true`` (:func:`recsys.tracking.mark_versions_trained_on_erased`);
-   the next nightly's gate replaces such a champion with the new, clean version;
+   the next nightly's gate replaces such a champion with the new, clean version; the model
+   bundle of every version that holds a user (its id, its vectors, its seen items) is rewritten
+   without them in the artifact store, after step 5 (:func:`recsys.tracking.redact_versions`);
 5. each partition that holds a user is rewritten beside the live one and swapped in atomically
    (:func:`recsys.io.publish_dir`): ``interactions`` (rows removed; ``_dq_summary.json`` counts
    them as ``erased``, so raw = clean + duplicates + quarantined + erased still balances),
@@ -21,7 +23,8 @@
    counts and checksums rewritten), ``model_vectors`` (user vectors), and a scored table waiting
    in ``_staging`` for publish;
 6. the consumer's CSV export is rewritten from the published table;
-7. the warehouse and the exports are searched for any trace left (:func:`_erase.find_traces`);
+7. the warehouse, the exports and a local MLflow artifact store are searched for any trace left
+   (:func:`_erase.find_traces`);
    one found is an error (:class:`ForgetIncomplete`).
 
 A second run with the same users changes nothing. Run it when no nightly run is writing (the
@@ -72,6 +75,7 @@ class ForgetReport:
     users: int
     tombstoned: int  # ids added to the tombstone now (0 when all were there already)
     versions_tagged: list[str]  # "<registered name> v<version>"
+    versions_redacted: list[str]  # versions whose MLflow model bundle held a user: rewritten
     partitions: dict[str, list[str]]  # table -> partitions rewritten (ds, or model/version)
     rows_removed: dict[str, int]
     quarantine_blanked: int
@@ -240,20 +244,38 @@ def forget_users(cfg: Config, user_ids: list[str], *, warehouse: Path | None = N
     _erase_training_sets(wh, trained, notes)
     _erase_vectors(wh, ids, notes)
     _erase_pending(wh, ids, notes)
+    # The versions' bundles keep the users' ids and learned vectors: rewritten without them
+    # (after the warehouse, so a bundle that cannot be redacted does not hold up the rest).
+    redacted = tracking.redact_versions(cfg, ids, now.isoformat())
 
     exports = _refresh_exports(wh, home, ids)
     traces = []
     if verify:
         traces = _erase.find_traces(wh, ids) + (_erase.find_traces(home / EXPORTS, ids)
                                                 if (home / EXPORTS).is_dir() else [])
+        artifacts = _local_dir(cfg.mlflow.artifact_location)
+        if artifacts is not None and artifacts.is_dir():
+            traces += _erase.find_traces(artifacts, ids)
     report = ForgetReport(users=len(ids), tombstoned=len(added),
                           versions_tagged=[f"{v.name} v{v.version}" for v in tagged],
+                          versions_redacted=[f"{v.name} v{v.version}" for v in redacted],
                           partitions=notes.rewritten, rows_removed=notes.removed,
                           quarantine_blanked=notes.blanked, exports=exports, traces=traces)
     log.info("forget: %s", json.dumps({k: v for k, v in report.as_dict().items() if k != "traces"}))
     if traces:
         raise ForgetIncomplete(f"erased users are still found in {traces}")
     return report
+
+
+def _local_dir(uri: str | None) -> Path | None:
+    """The folder of a local artifact location (a path or ``file:`` URI); None for a remote one."""
+    if not uri:
+        return None
+    if uri.startswith("file:"):
+        from urllib.parse import unquote, urlparse
+
+        return Path(unquote(urlparse(uri).path))
+    return None if "://" in uri else Path(uri)
 
 
 @dataclasses.dataclass

@@ -67,7 +67,7 @@ def test_param_defaults_validate(nightly):
     resolved = nightly.params.validate()
     assert resolved == {"ds": None, "models": ["ease_hybrid", "mf_bpr"], "top_n": 10, "epochs": None,
                         "force_publish": False, "dry_run": False,
-                        "rescore_with_champion": False}
+                        "rescore_with_champion": False, "skip_training": False}
 
 
 def test_form_defaults_follow_the_config(nightly, monkeypatch, tmp_path):
@@ -91,7 +91,7 @@ def test_form_defaults_follow_the_config(nightly, monkeypatch, tmp_path):
     {"top_n": 1}, {"top_n": 1000},
     {"epochs": 3}, {"epochs": None},
     {"force_publish": True, "dry_run": True},
-    {"rescore_with_champion": True},
+    {"rescore_with_champion": True}, {"skip_training": True},
 ])
 def test_valid_conf_is_accepted(nightly, conf):
     _validate(nightly, conf)
@@ -102,7 +102,7 @@ def test_valid_conf_is_accepted(nightly, conf):
     {"models": ["bogus"]}, {"models": []}, {"models": ["mf_bpr", "mf_bpr"]}, {"models": "mf_bpr"},
     {"ds": "2024-13-01"}, {"ds": "20240301"}, {"ds": "yesterday"},
     {"epochs": 0},
-    {"dry_run": "yes"}, {"rescore_with_champion": "yes"},
+    {"dry_run": "yes"}, {"rescore_with_champion": "yes"}, {"skip_training": 1},
 ])
 def test_bad_conf_is_rejected(nightly, conf):
     from airflow.sdk.exceptions import ParamValidationError

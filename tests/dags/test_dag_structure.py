@@ -54,7 +54,7 @@ RUN = SimpleNamespace(logical_date=dt.datetime(2024, 5, 6, 2, tzinfo=dt.timezone
                       run_after=dt.datetime(2024, 5, 7, 2, tzinfo=dt.timezone.utc))
 DEFAULTS = {"ds": None, "models": ["ease_hybrid", "mf_bpr"], "top_n": 10, "epochs": None,
             "force_publish": False, "dry_run": False,
-            "rescore_with_champion": False}
+            "rescore_with_champion": False, "skip_training": False}
 
 
 def _render(dag, task_id, field, **params):
@@ -144,3 +144,17 @@ def test_run_ds_refuses_a_date_the_calendar_does_not_have():
 def test_consumer_starts_unpaused(consumer):
     # Issue 14: the consumer was paused, so "runs after each publish" never happened.
     assert consumer.is_paused_upon_creation is False
+
+
+def test_skip_training_skips_train_and_evaluate_but_scores(nightly):
+    """`skip_training`: plan_training skips (so the mapped train and evaluate are skipped by the
+    default trigger rule) and score still runs after a skipped evaluate, but not a failed one."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    plan = nightly.get_task("plan_training").python_callable
+    assert plan(params={**DEFAULTS, "models": ["mf_bpr"]}) == [{"RECSYS_TRAIN_MODEL": "mf_bpr"}]
+    with pytest.raises(AirflowSkipException):
+        plan(params={**DEFAULTS, "skip_training": True})
+    assert nightly.get_task("evaluate").trigger_rule == "all_success"
+    assert nightly.get_task("score").trigger_rule == "none_failed"
+    assert nightly.get_task("validate").trigger_rule == "all_success"

@@ -11,6 +11,7 @@ from recsys import demo
 from recsys.config import load_config
 
 DS = "2026-11-21"
+DS2 = "2026-11-22"
 pytestmark = pytest.mark.slow
 
 
@@ -20,8 +21,8 @@ def _published(warehouse):
     return pq.read_table(part).to_pandas()
 
 
-def _seen(warehouse):
-    base = warehouse / "training_set" / f"ds={DS}"
+def _seen(warehouse, ds=DS):
+    base = warehouse / "training_set" / f"ds={ds}"
     rows = pq.read_table(base / "interactions").to_pandas()
     users = pq.read_table(base / "user_map").to_pandas().set_index("user_idx")["user_id"]
     items = pq.read_table(base / "item_map").to_pandas().set_index("item_idx")["item_id"]
@@ -90,6 +91,45 @@ def test_nightly_dag_publishes_a_valid_table_and_rerun_is_idempotent(recsys_home
     spark_sql = _readme_sql("Spark SQL").replace("var/warehouse", str(recsys_home / "warehouse"))
     coverage = spark.sql(spark_sql).collect()
     assert len(coverage) == 1 and coverage[0]["items_recommended"] > 0
+
+    _next_day_without_training_folds_new_users_in(cfg, client, champion, recsys_home)
+
+
+def _next_day_without_training_folds_new_users_in(cfg, client, champion, recsys_home):
+    """Issue 15 (new users served tonight): the next day, run with `skip_training` as the demo's
+    last day is, is scored by the same champion (train and evaluate skipped), and the users whose
+    first events came that day get `fold_in` lists with reasons from their own history, not the
+    popular fallback. Day 2's logs come from a two-day generated world: its day-1 users are new."""
+    import shutil
+    import tempfile
+
+    from recsys.data.generator import generate_landing
+    from recsys.localenv import airflow_env
+
+    with tempfile.TemporaryDirectory() as tmp:
+        generate_landing(tmp, DS, 2, seed=42)
+        for kind in ("interactions", "items", "users"):
+            shutil.copytree(f"{tmp}/{kind}/ds={DS2}", cfg.paths.landing / kind / f"ds={DS2}")
+    env = airflow_env(cfg.paths.home, demo.REPO)
+    env["RECSYS_DEADLINE_MINUTES"] = "0"
+    demo.run_dag(env, DS2, {"ds": DS2, "skip_training": True, "top_n": 5})
+
+    versions = client.search_model_versions(f"name='{champion.name}'")
+    assert len(versions) == 1  # nothing trained on DS2
+    day2 = pq.read_table(cfg.paths.warehouse / "recommendations" / f"ds={DS2}").to_pandas()
+    assert set(day2.model_version) == {str(champion.version)}
+    known = set(pq.read_table(cfg.paths.warehouse / "training_set" / f"ds={DS}" / "user_map")
+                .to_pandas().user_id)
+    new_users = set(day2.user_id) - known
+    assert new_users, "day 2 has no user unknown to the champion"
+    by_user = day2.groupby("user_id").source.first()
+    assert (by_user[sorted(new_users)] == "fold_in").mean() > 0.9
+    assert set(by_user[sorted(known & set(day2.user_id))]) <= {"model"}
+    folded = day2[day2.source == "fold_in"]
+    assert (folded.because_reason == "history").all() and folded.because.map(len).gt(0).all()
+    # `because` names items from the user's own history of that day's training set.
+    seen2 = _seen(cfg.paths.warehouse, DS2)
+    assert all((u, i) in seen2 for u, b in zip(folded.user_id, folded.because) for i in b)
 
 
 def _readme_sql(dialect: str) -> str:

@@ -122,3 +122,33 @@ def test_same_seed_same_model(name, request, blocks, explicit_blocks):
     b = build_model(name, params).fit(train, _options(name, request, seed=3))
     users = np.arange(train.n_users)
     np.testing.assert_array_equal(a.score_users(users), b.score_users(users))
+
+
+@pytest.mark.parametrize("name", FAMILY_PARAMS)
+def test_redacting_a_user_removes_what_the_model_learned_from_them(name, fitted, blocks, explicit_blocks,
+                                                                   tmp_path):
+    """Issue 15 (right to be forgotten): a bundle in the MLflow store kept an erased user's id and
+    learned vector. After `redact_bundle`, two erased users of different groups get the same scores
+    (nothing of their own data is left to tell them apart), their id is gone, and every other
+    user is scored as before (except by ease_ensemble, whose user-side weights mix users: the
+    erased users' share of the others' scores goes too)."""
+    from recsys.models.bundle import REDACTED_ID, ModelBundle, redact_bundle
+
+    train, _ = _data(name, blocks, explicit_blocks)
+    model = fitted(name)
+    ids = np.array([f"u{u}" for u in range(train.n_users)])
+    folder = ModelBundle(model, ids, np.array([f"i{i}" for i in range(train.n_items)])).save(tmp_path / "b")
+    gone = np.array([4, 5])  # groups 1 and 2
+    before = model.score_users(np.arange(train.n_users))
+    if name != "popularity":
+        assert not np.allclose(before[4], before[5])
+
+    assert redact_bundle(folder, ids[gone].tolist() + ["not-a-user"]) == 2
+    after = ModelBundle.load(folder)
+    assert list(after.user_ids[gone]) == [REDACTED_ID] * 2 and not set(ids[gone]) & set(after.user_ids)
+    scores = after.model.score_users(np.arange(train.n_users))
+    np.testing.assert_allclose(scores[4], scores[5], rtol=1e-5, atol=1e-6)
+    others = np.setdiff1d(np.arange(train.n_users), gone)
+    if name != "ease_ensemble":
+        np.testing.assert_allclose(scores[others], before[others], rtol=1e-5, atol=1e-6)
+    assert redact_bundle(folder, ids[gone].tolist()) == 0  # a second pass finds nothing

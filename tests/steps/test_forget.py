@@ -430,3 +430,36 @@ def test_next_nightly_gate_replaces_a_champion_trained_on_erased_data(recsys_hom
     assert decision.champion_value > decision.challenger_value + bad.evaluate.tolerance
     assert tracking.champion_version(bad, "mf_bpr") == v2.version
     assert not tracking.erased_data_pending(bad, "mf_bpr", v2.version)
+
+
+@pytest.mark.slow
+def test_forget_redacts_the_model_bundles_in_the_mlflow_store(recsys_home):
+    """Issue 15: forget left the erased user's id and learned vector in every registered
+    version's bundle in the MLflow artifact store. It now rewrites them: the version loads, serves
+    every other user as before, no longer knows the user, and no file of the store names them."""
+    from recsys import tracking
+    from recsys.config import load_config
+    from recsys.steps.forget import _local_dir, forget_users
+    from recsys.steps.train import train_families
+
+    cfg = load_config(overrides={"models.mf_bpr.factors": 8, "models.mf_bpr.batch_size": 256})
+    _group_training_set(cfg.paths.warehouse, D1)
+    (v1,) = train_families(cfg, D1, ["mf_bpr"], epochs=3, progress=False)
+    old = tracking.load_version(cfg, "mf_bpr", v1.version).bundle
+    store = _local_dir(cfg.mlflow.artifact_location)
+    assert traces(store, "user007")  # the bundle's user map names the user before forget
+
+    report = forget_users(cfg, ["user007"])
+    assert report.versions_redacted == [f"recsys_mf_bpr v{v1.version}"] and report.traces == []
+    assert traces(store, "user007") == []
+    new = tracking.load_version(cfg, "mf_bpr", v1.version).bundle
+    assert new.user_index(np.array(["user007", "user008"])).tolist() == [-1, 8]
+    keep = np.setdiff1d(np.arange(60), [7])
+    np.testing.assert_array_equal(new.model.score_users(keep), old.model.score_users(keep))
+    v7 = new.model.user_vectors()[7]  # mf_bpr's user vector: its factors, then 1 (the item bias)
+    assert old.model.user_vectors()[7][:-1].any() and not v7[:-1].any() and v7[-1] == 1
+    from mlflow import MlflowClient
+
+    tags = MlflowClient().get_model_version("recsys_mf_bpr", v1.version).tags
+    assert tracking.ERASED_REDACTED_TAG in tags and tags[tracking.ERASED_PENDING_TAG] == "true"
+    assert forget_users(cfg, ["user007"]).versions_redacted == []  # a second run finds nothing left
