@@ -168,6 +168,8 @@ class ALSSparkConfig(BaseModel):
     alpha: float = Field(1.0, ge=0)
     implicit: bool = True
     blocks: int = Field(2, ge=1)
+    # Only when the family is fitted outside the pipeline (benchmarks, library use) without a
+    # session: the train step hands it the pipeline's own (`spark.master`, `spark.conf`).
     spark_master: str = "local[2]"
 
 

@@ -3,7 +3,8 @@
 Training runs in Spark; the fitted factors are collected into numpy so that the model scores and
 saves like every other family. The SparkSession comes from ``FitOptions.spark`` or, when absent,
 is built with :func:`recsys.spark.get_spark` from ``spark_master`` (pyspark is imported lazily:
-nothing else in the models package needs it).
+nothing else in the models package needs it). The train step passes the pipeline's session
+(``spark:`` of the configuration), so on a cluster ALS runs there like every other Spark step.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ def _factors(df, n: int, k: int) -> np.ndarray:
 class ALSSpark(Recommender):
     name = "als_spark"
     factorized = True
+    needs_spark = True  # the train step passes FitOptions.spark
 
     def fit(self, train: Interactions, options: FitOptions) -> "ALSSpark":
         from pyspark.ml.recommendation import ALS

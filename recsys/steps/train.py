@@ -48,7 +48,8 @@ def train_families(
     for family in families:
         ckpt = cfg.paths.home / "checkpoints" / ds / family
         options = FitOptions(device=device, seed=cfg.train.seed, epochs=epochs or cfg.train.epochs,
-                             checkpoint_dir=ckpt, progress=progress, validation=validation)
+                             checkpoint_dir=ckpt, progress=progress, validation=validation,
+                             spark=_spark_for(cfg, family))
         if not distributed.is_main():
             _train_rank(cfg, family, fit, options)
             continue
@@ -67,6 +68,16 @@ def train_families(
             write_vectors(cfg, family, result)
         results.append(result)
     return results
+
+
+def _spark_for(cfg: Config, family: str):
+    """The pipeline's SparkSession (``spark:`` of the configuration) for a family that trains in
+    Spark (``needs_spark``), else None: on a cluster its jobs run there, as every Spark step's."""
+    if not getattr(model_class(family), "needs_spark", False):
+        return None
+    from recsys.spark import get_spark
+
+    return get_spark(f"train-{family}", cfg.spark)
 
 
 def carve_validation(train: Interactions, fraction: float, seed: int

@@ -127,7 +127,6 @@ class DagRun:
         self.home = cluster.home  # its landing/ is the generated day (conftest `landing`)
         self.conf = _conf_dir(self.home, "standalone", _merge(COMMON, {
             "spark": {"master": cluster.url},  # the fixture's port (7077 when it was free)
-            "models": {"als_spark": {"spark_master": cluster.url}},
             "train": {"processes": 2},
         }))
         # Only configuration and the connection differ from `make demo`'s local run.
@@ -181,7 +180,7 @@ def test_nightly_dag_on_the_cluster_publishes_the_local_table(dag_run, local_run
     # Every Spark step ran as an application of the cluster: clean, build_features (spark-submit
     # through spark_default), als_spark's training and the scoring (RECSYS_ENV=standalone).
     names = {a["name"] for a in dag_run.cluster.state()["completedapps"] if a["id"] in dag_run.apps}
-    assert names == {"recsys-clean", "recsys-features", "recsys-als", "recsys-score"}, names
+    assert names == {"recsys-clean", "recsys-features", "recsys-train-als_spark", "recsys-score"}, names
     for app in dag_run.apps:
         assert sum(dag_run.cluster.tasks_by_worker(app).values()) > 0, f"{app}: no task on the workers"
 
