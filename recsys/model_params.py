@@ -87,7 +87,7 @@ class MultVAEConfig(BaseModel):
 
     hidden: int = Field(600, ge=1)
     latent: int = Field(200, ge=1)
-    dropout: float = Field(0.5, ge=0, lt=1)
+    dropout: float = Field(0.7, ge=0, lt=1)
     beta_max: float = Field(0.5, ge=0)
     anneal_steps: int = Field(200, ge=1)  # optimizer steps to reach beta_max
     epochs: int = Field(200, ge=1)
@@ -95,6 +95,10 @@ class MultVAEConfig(BaseModel):
     lr: float = Field(0.001, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     patience: int = Field(20, ge=1)
+    # "mlp": latent -> hidden -> items (Liang et al.); "linear": latent -> items (RecVAE).
+    decoder: str = Field("linear", pattern="^(mlp|linear)$")
+    # > 0: each user's KL weight is gamma x their history length (RecVAE), replacing beta_max.
+    gamma: float = Field(0.005, ge=0)
 
 
 # -- two_tower ---------------------------------------------------------------------------------

@@ -1,8 +1,12 @@
 """Mult-VAE (Liang et al. 2018): a variational autoencoder over each user's item multinomial.
 
 The encoder reads a user's (L2-normalized, dropped-out) interaction row; the decoder outputs a
-softmax over all items. Scoring a user runs the encoder mean through the decoder, so users are
-scored from their training history (a user with none gets the population's taste).
+softmax over all items: through a hidden layer (``decoder: mlp``, Liang et al.) or straight from
+the latent code (``decoder: linear``, as RecVAE, Shenbin et al. 2020). The KL term's weight is
+either annealed to ``beta_max`` or, with ``gamma > 0``, ``gamma`` times the user's history length
+(RecVAE's per-user weight: users with long histories get more regularization). Scoring a user
+runs the encoder mean through the decoder, so users are scored from their training history (a
+user with none gets the population's taste).
 """
 from __future__ import annotations
 
@@ -26,8 +30,9 @@ class _VAE(torch.nn.Module):
         self.drop = torch.nn.Dropout(cfg.dropout)
         self.enc = torch.nn.Linear(n_items, cfg.hidden)
         self.enc_out = torch.nn.Linear(cfg.hidden, 2 * cfg.latent)
-        self.dec = torch.nn.Linear(cfg.latent, cfg.hidden)
-        self.dec_out = torch.nn.Linear(cfg.hidden, n_items)
+        # The mlp decoder keeps its original parameter names, so older saved models still load.
+        self.dec = torch.nn.Linear(cfg.latent, cfg.hidden) if cfg.decoder == "mlp" else None
+        self.dec_out = torch.nn.Linear(cfg.hidden if cfg.decoder == "mlp" else cfg.latent, n_items)
         self.latent = cfg.latent
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -35,16 +40,22 @@ class _VAE(torch.nn.Module):
         stats = self.enc_out(torch.tanh(self.enc(h)))
         mu, logvar = stats[:, :self.latent], stats[:, self.latent:]
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
-        return self.dec_out(torch.tanh(self.dec(z))), mu, logvar
+        h = z if self.dec is None else torch.tanh(self.dec(z))
+        return self.dec_out(h), mu, logvar
 
 
-def _vae_loss(module: _VAE, x: torch.Tensor, beta: float) -> torch.Tensor:
-    """One batch's negative ELBO: multinomial log-likelihood plus ``beta`` times the KL term."""
+def _vae_loss(module: _VAE, x: torch.Tensor, beta: float, gamma: float = 0.0) -> torch.Tensor:
+    """One batch's negative ELBO: multinomial log-likelihood plus the weighted KL term.
+
+    The KL weight is ``beta`` for every user, or with ``gamma > 0`` ``gamma`` times each user's
+    history length (``x.sum(1)``).
+    """
     with autocast(x.device):
         logits, mu, logvar = module(x)
-    nll = -(F.log_softmax(logits.float(), dim=1) * x).sum(1).mean()
-    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).float().sum(1).mean()
-    return nll + beta * kl
+    nll = -(F.log_softmax(logits.float(), dim=1) * x).sum(1)
+    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).float().sum(1)
+    weight = gamma * x.sum(1) if gamma > 0 else beta
+    return (nll + weight * kl).mean()
 
 
 def kl_weight(cfg: MultVAEConfig, step: int) -> float:
@@ -84,7 +95,7 @@ class MultVAE(Recommender):
                 x = self._rows(order[start:start + batch])
                 # The step count comes from (epoch, batch), so annealing survives a resume.
                 beta = kl_weight(cfg, epoch * per_epoch + b)
-                loss = step(x, beta)
+                loss = step(x, beta, cfg.gamma)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -121,6 +132,9 @@ class MultVAE(Recommender):
         return {"module": {k: v.cpu() for k, v in self.module.state_dict().items()}}
 
     def load_state(self, state: dict[str, Any]) -> None:
+        if "dec.weight" in state["module"] and self.config.decoder != "mlp":
+            # Saved before the decoder option existed: its config lacks the key (now "linear").
+            self.config = self.config.model_copy(update={"decoder": "mlp"})
         self.module = _VAE(self.n_items, self.config)
         self.module.load_state_dict(state["module"])
         self.module.eval()
