@@ -57,55 +57,108 @@ def _bpr_loss(module: _BPRModule, u: torch.Tensor, i: torch.Tensor, j: torch.Ten
         return scale * (torch.nn.functional.softplus(-x).sum() + 0.5 * reg * l2)
 
 
-class _Workspace:
-    """Buffers for :func:`_sgd_step`, allocated once per fit: a fresh megabyte-sized tensor per
-    op and batch costs page faults that took longer than the arithmetic itself on a CPU."""
+class _Packed:
+    """The single-process step's table, index and weight buffers, allocated once per fit.
 
-    def __init__(self, batch: int, factors: int, device: torch.device, dtype: torch.dtype) -> None:
-        def empty(*shape: int, dt: torch.dtype = dtype) -> torch.Tensor:
-            return torch.empty(*shape, device=device, dtype=dt)
+    Users and items live side by side in one ``(n_users + n_items, width)`` table: a user's row
+    is ``[p_u, 1, 0...]``, an item's ``[q_i, b_i, 0...]`` (``width``: ``factors + 1`` rounded up
+    to 16 floats, so that rows stay 64-byte aligned), hence ``[p_u, 1] . [q_i, b_i] = p_u.q_i +
+    b_i``. A batch is two ``embedding_bag`` sums of table rows with per-row weights and one
+    ``index_add_``: every update of the step is a weighted sum of the triple's three rows,
+
+    * item i: ``s p_u - d q_i``; user: ``s q_i - d p_u - s q_j``; item j: ``-s p_u - d q_j``
+
+    (``s = lr sigmoid(-x)``, ``d = lr reg``), so the rows are gathered, scaled and summed in one
+    pass instead of being copied out and combined by a chain of elementwise ops. The module's
+    embeddings are copied in before an epoch and back after it (:meth:`load`, :meth:`store`),
+    so checkpoints, validation and the data-parallel path see the module as before.
+    """
+
+    def __init__(self, module: _BPRModule, batch: int) -> None:
+        user = module.user.weight
+        self.n_users, self.factors = user.shape
+        self.width = -(-(self.factors + 1) // 16) * 16
+        rows = self.n_users + module.item.weight.shape[0]
+        dev, dt = user.device, user.dtype
+        self.table = torch.zeros(rows, self.width, device=dev, dtype=dt)
         self.batch = batch
-        self.ij = empty(2 * batch, dt=torch.int64)
-        self.pu, self.diff = empty(batch, factors), empty(batch, factors)
-        self.q, self.b, self.x = empty(2 * batch, factors), empty(2 * batch, 1), empty(batch, 1)
+        k = torch.arange(batch, device=dev).unsqueeze(1)
+        # Dot bags per triple: [u] (weight 1) and [j, i] (weights 1, -1), so that the two rows
+        # of a triple are p_u and q_j - q_i and their dot is -x (the biases included).
+        self.dot_idx = torch.empty(batch, 3, dtype=torch.int64, device=dev)
+        self.dot_offsets = (3 * k + torch.tensor([0, 1], device=dev)).view(-1)
+        self.dot_weights = torch.tensor([1.0, 1.0, -1.0], device=dev, dtype=dt).repeat(batch)
+        # Update bags per triple: item i [u (s), i (-d)], user [i (s), u (-d), j (-s)],
+        # item j [u (-s), j (-d)]; the sums land on rows [i, u, j].
+        self.upd_idx = torch.empty(batch, 7, dtype=torch.int64, device=dev)
+        self.upd_offsets = (7 * k + torch.tensor([0, 2, 5], device=dev)).view(-1)
+        self.upd_weights = torch.empty(batch, 7, device=dev, dtype=dt)
+        self.add_idx = torch.empty(batch, 3, dtype=torch.int64, device=dev)
+        self.prod = torch.empty(batch, self.width, device=dev, dtype=dt)
+        self.step = torch.empty(batch, 1, device=dev, dtype=dt)
+        self.lr_pos = torch.empty((), device=dev, dtype=dt)
+        self.lr_neg = torch.empty((), device=dev, dtype=dt)
+        self._rates: tuple[float, float] | None = None
+
+    @torch.no_grad()
+    def load(self, module: _BPRModule) -> None:
+        nu, f, t = self.n_users, self.factors, self.table
+        t[:nu, :f].copy_(module.user.weight)
+        t[:nu, f].fill_(1.0)
+        t[nu:, :f].copy_(module.item.weight)
+        t[nu:, f:f + 1].copy_(module.item_bias.weight)
+
+    @torch.no_grad()
+    def store(self, module: _BPRModule) -> None:
+        nu, f, t = self.n_users, self.factors, self.table
+        module.user.weight.copy_(t[:nu, :f])
+        module.item.weight.copy_(t[nu:, :f])
+        module.item_bias.weight.copy_(t[nu:, f:f + 1])
+
+    @torch.no_grad()
+    def sgd(self, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor, lr: float, reg: float,
+            neg_x: torch.Tensor) -> None:
+        """One batch of BPR SGD, in place on :attr:`table`. ``u`` are user rows, ``i`` and
+        ``j`` item rows of the table (item index + ``n_users``); ``-x`` lands in ``neg_x``
+        (n, 1). Every row is read before any is written; repeated rows' updates are summed."""
+        n = len(u)
+        if n > self.batch:
+            raise ValueError(f"a batch of {n} triples does not fit buffers of {self.batch}")
+        if (lr, reg) != self._rates:  # -d in the weights that stay, lr as tensors (no
+            self.upd_weights.fill_(-lr * reg)  # scalar wrapping per op and batch)
+            self.lr_pos.fill_(lr)
+            self.lr_neg.fill_(-lr)
+            self._rates = (lr, reg)
+        dot_idx, upd_idx, add_idx = self.dot_idx[:n], self.upd_idx[:n], self.add_idx[:n]
+        torch.stack([u, j, i], 1, out=dot_idx)
+        torch.stack([u, i, i, u, j, u, j], 1, out=upd_idx)
+        torch.stack([i, u, j], 1, out=add_idx)
+        pair = torch.embedding_bag(self.table, dot_idx.view(-1), self.dot_offsets[:2 * n], False,
+                                   0, False, self.dot_weights[:3 * n])[0].view(n, 2, self.width)
+        prod = self.prod[:n]
+        torch.mul(pair[:, 0], pair[:, 1], out=prod)
+        torch.sum(prod, 1, keepdim=True, out=neg_x)
+        sig = torch.sigmoid(neg_x, out=self.step[:n]).expand(n, 2)  # d log sigmoid(x) / dx
+        weights = self.upd_weights[:n]  # s = lr * sig, in place of the +s and -s weights
+        torch.mul(sig, self.lr_pos, out=weights[:, 0:3:2])
+        torch.mul(sig, self.lr_neg, out=weights[:, 4:6])
+        update = torch.embedding_bag(self.table, upd_idx.view(-1), self.upd_offsets[:3 * n],
+                                     False, 0, False, weights.view(-1))[0]
+        update.view(n, 3, self.width)[:, 1, self.factors].zero_()  # the user's 1 stays 1
+        self.table.index_add_(0, add_idx.view(-1), update)
 
 
 @torch.no_grad()
 def _sgd_step(module: _BPRModule, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
-              lr: float, reg: float, work: _Workspace | None = None) -> torch.Tensor:
-    """One batch of BPR SGD on the touched rows, in place; returns the batch's summed loss.
-
-    Positives and negatives are gathered and scattered together (one ``index_select`` and one
-    ``index_add_`` on the item table, not two), every row is read before any is written, and the
-    step sizes are folded into the updates (``index_add_(alpha=...)`` is ~3x slower on a CPU).
-    """
-    user, item, bias = module.user.weight, module.item.weight, module.item_bias.weight
-    n = len(u)
-    if work is None or work.batch < n:
-        work = _Workspace(n, user.shape[1], user.device, user.dtype)
-    ij, pu, diff = work.ij[:2 * n], work.pu[:n], work.diff[:n]
-    q, b, x = work.q[:2 * n], work.b[:2 * n], work.x[:n]
-    torch.cat([i, j], out=ij)
-    torch.index_select(user, 0, u, out=pu)
-    torch.index_select(item, 0, ij, out=q)  # rows [positives; negatives]
-    torch.index_select(bias, 0, ij, out=b)
-    torch.sub(q[:n], q[n:], out=diff)
-    torch.bmm(pu.unsqueeze(1), diff.unsqueeze(2), out=x.view(n, 1, 1))
-    x.add_(b[:n]).sub_(b[n:])
-    loss = torch.nn.functional.softplus(x.neg_()).sum()  # x now holds -x
-    step = x.sigmoid_().mul_(lr)  # lr * d log sigmoid(x) / dx
-    decay = lr * reg
-    user.index_add_(0, u, diff.mul_(step).sub_(pu, alpha=decay))
-    pu.mul_(step)
-    q.mul_(-decay)
-    q[:n].add_(pu)
-    q[n:].sub_(pu)
-    item.index_add_(0, ij, q)
-    b.mul_(-decay)
-    b[:n].add_(step)
-    b[n:].sub_(step)
-    bias.index_add_(0, ij, b)
-    return loss
+              lr: float, reg: float) -> torch.Tensor:
+    """One batch of :meth:`_Packed.sgd` on ``module``, in place; returns the batch's summed
+    loss (the ``-log sigmoid`` part). ``fit`` keeps one :class:`_Packed` for the whole run."""
+    packed = _Packed(module, len(u))
+    packed.load(module)
+    neg_x = torch.empty(len(u), 1, device=u.device, dtype=packed.table.dtype)
+    packed.sgd(u, i + packed.n_users, j + packed.n_users, lr, reg, neg_x)
+    packed.store(module)
+    return torch.nn.functional.softplus(neg_x).sum()
 
 
 class BPRMF(Recommender):
@@ -138,11 +191,7 @@ class BPRMF(Recommender):
                 return loss.detach() / scale
         else:  # the same update, written out on the touched rows
             opt = None
-            work = _Workspace(cfg.batch_size, cfg.factors, torch.device(device),
-                              self.module.user.weight.dtype)
-
-            def step(u: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
-                return _sgd_step(self.module, u, i, j, cfg.lr, cfg.weight_decay, work)
+            packed = _Packed(self.module, cfg.batch_size)
         # Negatives are drawn outside all of the user's items; the steps run over this rank's rows.
         sampler = NegativeSampler(train.user_idx, train.item_idx, train.n_items)
         rows = distributed.shard(len(train), options.seed)
@@ -153,9 +202,20 @@ class BPRMF(Recommender):
         def train_epoch(epoch: int) -> dict[str, float]:
             gen = epoch_generator(options.seed, epoch)
             order = torch.randperm(n, generator=gen)
-            negs = sampler.sample(users_cpu[order], gen).squeeze(1).to(device)
+            negs = sampler.sample(users_cpu.index_select(0, order), gen).squeeze(1).to(device)
             order = order.to(device)
-            u_all, i_all = users[order], items[order]
+            u_all, i_all = users.index_select(0, order), items.index_select(0, order)
+            if opt is None:  # items as table rows; -x of every triple into one buffer
+                i_all, negs = i_all + train.n_users, negs + train.n_users
+                neg_x = torch.empty(n, 1, device=device, dtype=packed.table.dtype)
+                packed.load(self.module)
+                for start in range(0, n, batch):
+                    end = start + batch
+                    packed.sgd(u_all[start:end], i_all[start:end], negs[start:end], cfg.lr,
+                               cfg.weight_decay, neg_x[start:end])
+                packed.store(self.module)
+                loss = float(torch.nn.functional.softplus(neg_x).sum())
+                return {"loss": loss / n, "samples": float(n)}
             total = torch.zeros((), device=device)
             for start in range(0, n, batch):
                 end = start + batch
