@@ -99,6 +99,7 @@ class _Packed:
         self.lr_pos = torch.empty((), device=dev, dtype=dt)
         self.lr_neg = torch.empty((), device=dev, dtype=dt)
         self._rates: tuple[float, float] | None = None
+        self._full: tuple[torch.Tensor, ...] | None = None
 
     @torch.no_grad()
     def load(self, module: _BPRModule) -> None:
@@ -129,23 +130,37 @@ class _Packed:
             self.lr_pos.fill_(lr)
             self.lr_neg.fill_(-lr)
             self._rates = (lr, reg)
-        dot_idx, upd_idx, add_idx = self.dot_idx[:n], self.upd_idx[:n], self.add_idx[:n]
+        (dot_idx, dot_flat, dot_offsets, dot_weights, upd_idx, upd_flat, upd_offsets, weights,
+         weights_flat, pos, neg, add_idx, add_flat, prod, step) = self._views(n)
         torch.stack([u, j, i], 1, out=dot_idx)
         torch.stack([u, i, i, u, j, u, j], 1, out=upd_idx)
         torch.stack([i, u, j], 1, out=add_idx)
-        pair = torch.embedding_bag(self.table, dot_idx.view(-1), self.dot_offsets[:2 * n], False,
-                                   0, False, self.dot_weights[:3 * n])[0].view(n, 2, self.width)
-        prod = self.prod[:n]
+        pair = torch.embedding_bag(self.table, dot_flat, dot_offsets, False, 0, False,
+                                   dot_weights)[0].view(n, 2, self.width)
         torch.mul(pair[:, 0], pair[:, 1], out=prod)
         torch.sum(prod, 1, keepdim=True, out=neg_x)
-        sig = torch.sigmoid(neg_x, out=self.step[:n]).expand(n, 2)  # d log sigmoid(x) / dx
-        weights = self.upd_weights[:n]  # s = lr * sig, in place of the +s and -s weights
-        torch.mul(sig, self.lr_pos, out=weights[:, 0:3:2])
-        torch.mul(sig, self.lr_neg, out=weights[:, 4:6])
-        update = torch.embedding_bag(self.table, upd_idx.view(-1), self.upd_offsets[:3 * n],
-                                     False, 0, False, weights.view(-1))[0]
+        sig = torch.sigmoid(neg_x, out=step).expand(n, 2)  # d log sigmoid(x) / dx
+        torch.mul(sig, self.lr_pos, out=pos)  # s = lr * sig in place of the +s and -s weights
+        torch.mul(sig, self.lr_neg, out=neg)
+        update = torch.embedding_bag(self.table, upd_flat, upd_offsets, False, 0, False,
+                                     weights_flat)[0]
         update.view(n, 3, self.width)[:, 1, self.factors].zero_()  # the user's 1 stays 1
-        self.table.index_add_(0, add_idx.view(-1), update)
+        self.table.index_add_(0, add_flat, update)
+
+    def _views(self, n: int) -> tuple[torch.Tensor, ...]:
+        """The buffers cut to a batch of ``n`` (cached for the full batch: slicing a dozen
+        tensors per batch costs more Python time than some of the ops)."""
+        if n == self.batch and self._full is not None:
+            return self._full
+        dot_idx, upd_idx, add_idx = self.dot_idx[:n], self.upd_idx[:n], self.add_idx[:n]
+        weights = self.upd_weights[:n]
+        views = (dot_idx, dot_idx.view(-1), self.dot_offsets[:2 * n], self.dot_weights[:3 * n],
+                 upd_idx, upd_idx.view(-1), self.upd_offsets[:3 * n], weights, weights.view(-1),
+                 weights[:, 0:3:2], weights[:, 4:6], add_idx, add_idx.view(-1), self.prod[:n],
+                 self.step[:n])
+        if n == self.batch:
+            self._full = views
+        return views
 
 
 @torch.no_grad()
