@@ -27,6 +27,10 @@ from recsys.models.base import FitOptions, Recommender
 from recsys.models.loop import autocast, data_parallel_loss, epoch_generator, fit_epochs
 
 
+# The single-process fit lists the table rows of this many triples at once (13 int64 each).
+_TRIPLES_AT_ONCE = 1 << 16
+
+
 class _BPRModule(torch.nn.Module):
     def __init__(self, n_users: int, n_items: int, factors: int) -> None:
         super().__init__()
@@ -85,21 +89,26 @@ class _Packed:
         k = torch.arange(batch, device=dev).unsqueeze(1)
         # Dot bags per triple: [u] (weight 1) and [j, i] (weights 1, -1), so that the two rows
         # of a triple are p_u and q_j - q_i and their dot is -x (the biases included).
-        self.dot_idx = torch.empty(batch, 3, dtype=torch.int64, device=dev)
         self.dot_offsets = (3 * k + torch.tensor([0, 1], device=dev)).view(-1)
         self.dot_weights = torch.tensor([1.0, 1.0, -1.0], device=dev, dtype=dt).repeat(batch)
         # Update bags per triple: item i [u (s), i (-d)], user [i (s), u (-d), j (-s)],
-        # item j [u (-s), j (-d)]; the sums land on rows [i, u, j].
-        self.upd_idx = torch.empty(batch, 7, dtype=torch.int64, device=dev)
+        # item j [j (-d), u (-s)]: rows [u, i, i, u, j, j, u], +-s at every other weight.
+        # The sums land on rows [i, u, j].
         self.upd_offsets = (7 * k + torch.tensor([0, 2, 5], device=dev)).view(-1)
         self.upd_weights = torch.empty(batch, 7, device=dev, dtype=dt)
-        self.add_idx = torch.empty(batch, 3, dtype=torch.int64, device=dev)
+        self.lr_signs = torch.empty(4, device=dev, dtype=dt)  # lr, lr, -lr, -lr
         self.prod = torch.empty(batch, self.width, device=dev, dtype=dt)
         self.step = torch.empty(batch, 1, device=dev, dtype=dt)
-        self.lr_pos = torch.empty((), device=dev, dtype=dt)
-        self.lr_neg = torch.empty((), device=dev, dtype=dt)
         self._rates: tuple[float, float] | None = None
         self._full: tuple[torch.Tensor, ...] | None = None
+
+    def rows(self, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The table rows that :meth:`sgd` reads for triples ``(u, i, j)`` (``i``, ``j``: item
+        indices + ``n_users``), built for many batches at once: (dot rows, 3 per triple;
+        update rows, 7 per triple; target rows, 3 per triple)."""
+        return (torch.stack([u, j, i], 1).view(-1), torch.stack([u, i, i, u, j, j, u], 1).view(-1),
+                torch.stack([i, u, j], 1).view(-1))
 
     @torch.no_grad()
     def load(self, module: _BPRModule) -> None:
@@ -117,47 +126,38 @@ class _Packed:
         module.item_bias.weight.copy_(t[nu:, f:f + 1])
 
     @torch.no_grad()
-    def sgd(self, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor, lr: float, reg: float,
-            neg_x: torch.Tensor) -> None:
-        """One batch of BPR SGD, in place on :attr:`table`. ``u`` are user rows, ``i`` and
-        ``j`` item rows of the table (item index + ``n_users``); ``-x`` lands in ``neg_x``
-        (n, 1). Every row is read before any is written; repeated rows' updates are summed."""
-        n = len(u)
+    def sgd(self, dot_rows: torch.Tensor, upd_rows: torch.Tensor, add_rows: torch.Tensor,
+            lr: float, reg: float, neg_x: torch.Tensor) -> None:
+        """One batch of BPR SGD, in place on :attr:`table`, on the rows :meth:`rows` lists for
+        its triples; ``-x`` lands in ``neg_x`` (n, 1). Every row is read before any is written;
+        repeated rows' updates are summed."""
+        n = len(add_rows) // 3
         if n > self.batch:
             raise ValueError(f"a batch of {n} triples does not fit buffers of {self.batch}")
-        if (lr, reg) != self._rates:  # -d in the weights that stay, lr as tensors (no
+        if (lr, reg) != self._rates:  # -d in the weights that stay, lr as a tensor (no
             self.upd_weights.fill_(-lr * reg)  # scalar wrapping per op and batch)
-            self.lr_pos.fill_(lr)
-            self.lr_neg.fill_(-lr)
+            self.lr_signs.copy_(torch.tensor([lr, lr, -lr, -lr]))
             self._rates = (lr, reg)
-        (dot_idx, dot_flat, dot_offsets, dot_weights, upd_idx, upd_flat, upd_offsets, weights,
-         weights_flat, pos, neg, add_idx, add_flat, prod, step) = self._views(n)
-        torch.stack([u, j, i], 1, out=dot_idx)
-        torch.stack([u, i, i, u, j, u, j], 1, out=upd_idx)
-        torch.stack([i, u, j], 1, out=add_idx)
-        pair = torch.embedding_bag(self.table, dot_flat, dot_offsets, False, 0, False,
+        dot_offsets, dot_weights, upd_offsets, weights, signed, prod, step = self._views(n)
+        pair = torch.embedding_bag(self.table, dot_rows, dot_offsets, False, 0, False,
                                    dot_weights)[0].view(n, 2, self.width)
         torch.mul(pair[:, 0], pair[:, 1], out=prod)
         torch.sum(prod, 1, keepdim=True, out=neg_x)
-        sig = torch.sigmoid(neg_x, out=step).expand(n, 2)  # d log sigmoid(x) / dx
-        torch.mul(sig, self.lr_pos, out=pos)  # s = lr * sig in place of the +s and -s weights
-        torch.mul(sig, self.lr_neg, out=neg)
-        update = torch.embedding_bag(self.table, upd_flat, upd_offsets, False, 0, False,
-                                     weights_flat)[0]
+        sig = torch.sigmoid(neg_x, out=step)  # d log sigmoid(x) / dx; s = lr * sig
+        torch.mul(sig.expand(n, 4), self.lr_signs, out=signed)  # the +-s weights
+        update = torch.embedding_bag(self.table, upd_rows, upd_offsets, False, 0, False,
+                                     weights)[0]
         update.view(n, 3, self.width)[:, 1, self.factors].zero_()  # the user's 1 stays 1
-        self.table.index_add_(0, add_flat, update)
+        self.table.index_add_(0, add_rows, update)
 
     def _views(self, n: int) -> tuple[torch.Tensor, ...]:
-        """The buffers cut to a batch of ``n`` (cached for the full batch: slicing a dozen
-        tensors per batch costs more Python time than some of the ops)."""
+        """The buffers cut to a batch of ``n`` (cached for the full batch: slicing them anew
+        for every batch costs more Python time than some of the ops)."""
         if n == self.batch and self._full is not None:
             return self._full
-        dot_idx, upd_idx, add_idx = self.dot_idx[:n], self.upd_idx[:n], self.add_idx[:n]
         weights = self.upd_weights[:n]
-        views = (dot_idx, dot_idx.view(-1), self.dot_offsets[:2 * n], self.dot_weights[:3 * n],
-                 upd_idx, upd_idx.view(-1), self.upd_offsets[:3 * n], weights, weights.view(-1),
-                 weights[:, 0:3:2], weights[:, 4:6], add_idx, add_idx.view(-1), self.prod[:n],
-                 self.step[:n])
+        views = (self.dot_offsets[:2 * n], self.dot_weights[:3 * n], self.upd_offsets[:3 * n],
+                 weights.view(-1), weights[:, 0:7:2], self.prod[:n], self.step[:n])
         if n == self.batch:
             self._full = views
         return views
@@ -171,7 +171,7 @@ def _sgd_step(module: _BPRModule, u: torch.Tensor, i: torch.Tensor, j: torch.Ten
     packed = _Packed(module, len(u))
     packed.load(module)
     neg_x = torch.empty(len(u), 1, device=u.device, dtype=packed.table.dtype)
-    packed.sgd(u, i + packed.n_users, j + packed.n_users, lr, reg, neg_x)
+    packed.sgd(*packed.rows(u, i + packed.n_users, j + packed.n_users), lr, reg, neg_x)
     packed.store(module)
     return torch.nn.functional.softplus(neg_x).sum()
 
@@ -224,10 +224,15 @@ class BPRMF(Recommender):
                 i_all, negs = i_all + train.n_users, negs + train.n_users
                 neg_x = torch.empty(n, 1, device=device, dtype=packed.table.dtype)
                 packed.load(self.module)
-                for start in range(0, n, batch):
-                    end = start + batch
-                    packed.sgd(u_all[start:end], i_all[start:end], negs[start:end], cfg.lr,
-                               cfg.weight_decay, neg_x[start:end])
+                chunk = batch * max(1, _TRIPLES_AT_ONCE // batch)
+                for first in range(0, n, chunk):
+                    dot, upd, add = packed.rows(*(t[first:first + chunk]
+                                                  for t in (u_all, i_all, negs)))
+                    for start in range(0, min(chunk, n - first), batch):
+                        end = start + batch
+                        packed.sgd(dot[3 * start:3 * end], upd[7 * start:7 * end],
+                                   add[3 * start:3 * end], cfg.lr, cfg.weight_decay,
+                                   neg_x[first + start:first + end])
                 packed.store(self.module)
                 loss = float(torch.nn.functional.softplus(neg_x).sum())
                 return {"loss": loss / n, "samples": float(n)}

@@ -10,6 +10,7 @@ import torch
 from recsys.models import FitOptions, build_model
 from recsys.models._sampling import NegativeSampler
 from recsys.models.loop import epoch_generator
+from recsys.models import mf
 from recsys.models.mf import _bpr_loss, _BPRModule, _Packed
 
 PARAMS = {"factors": 6, "epochs": 3, "batch_size": 16, "lr": 0.1, "weight_decay": 0.05}
@@ -41,7 +42,9 @@ def _reference_fit(train, params, seed):
     return module, losses
 
 
-def test_fit_equals_autograd_sgd_on_the_same_triples(blocks):
+@pytest.mark.parametrize("triples_at_once", [1 << 16, 40])  # one chunk of rows; several
+def test_fit_equals_autograd_sgd_on_the_same_triples(blocks, monkeypatch, triples_at_once):
+    monkeypatch.setattr(mf, "_TRIPLES_AT_ONCE", triples_at_once)
     train, _ = blocks
     assert len(train) % PARAMS["batch_size"] != 0  # a partial last batch is part of the check
     history = []
@@ -63,7 +66,7 @@ def test_packed_table_round_trips_the_module_and_keeps_the_user_column_at_one():
     packed.load(module)
     u, i, j = torch.tensor([0, 0, 4]), torch.tensor([1, 1, 6]), torch.tensor([2, 3, 1])
     neg_x = torch.empty(3, 1)
-    packed.sgd(u, i + 5, j + 5, 0.1, 0.01, neg_x)
+    packed.sgd(*packed.rows(u, i + 5, j + 5), 0.1, 0.01, neg_x)
     assert torch.equal(packed.table[:5, 4], torch.ones(5))  # the constant column
     assert not packed.table[:, 5:].any()  # the padding stays zero
     packed.store(module)
