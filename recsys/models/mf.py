@@ -6,8 +6,10 @@ LearnBPR do: with ``x = p_u.(q_i - q_j) + b_i - b_j`` and ``g = sigmoid(-x)``, e
 reg q_j)`` and the biases alike (``reg`` is ``weight_decay``). A batch's triples are applied at
 once, their updates to a shared row summed (no averaging over the batch).
 
-One process: the update is written out by hand on the rows the batch touched (a few vectorized
-ops per batch, no autograd, no optimizer state). Data-parallel: the same update through autograd
+One process: the update is written out by hand on the rows the batch touched, no autograd, no
+optimizer state: users and items share one packed table, and a batch is two ``embedding_bag``
+weighted sums of its rows (the dots, then every row's update) and one ``index_add_``
+(:class:`_Packed`). Data-parallel: the same update through autograd
 and ``torch.optim.SGD`` on the summed loss, with DDP all-reducing the gradients, so ranks step
 exactly as one process would on the global batch.
 """
@@ -101,14 +103,24 @@ class _Packed:
         self.step = torch.empty(batch, 1, device=dev, dtype=dt)
         self._rates: tuple[float, float] | None = None
         self._full: tuple[torch.Tensor, ...] | None = None
+        self._rows: torch.Tensor | None = None
 
     def rows(self, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The table rows that :meth:`sgd` reads for triples ``(u, i, j)`` (``i``, ``j``: item
         indices + ``n_users``), built for many batches at once: (dot rows, 3 per triple;
-        update rows, 7 per triple; target rows, 3 per triple)."""
-        return (torch.stack([u, j, i], 1).view(-1), torch.stack([u, i, i, u, j, j, u], 1).view(-1),
-                torch.stack([i, u, j], 1).view(-1))
+        update rows, 7 per triple; target rows, 3 per triple). The buffers are kept and reused
+        (a fresh few MB each time cost page faults): a call's result is valid until the next."""
+        n = len(u)
+        if self._rows is None or len(self._rows) < n:
+            self._rows = torch.empty(n, 13, dtype=torch.int64, device=u.device)
+        flat = self._rows.view(-1)[:13 * n]  # three contiguous blocks: (n, 3), (n, 7), (n, 3)
+        dot, upd, add = (flat[:3 * n].view(n, 3), flat[3 * n:10 * n].view(n, 7),
+                         flat[10 * n:].view(n, 3))
+        torch.stack([u, j, i], 1, out=dot)
+        torch.stack([u, i, i, u, j, j, u], 1, out=upd)
+        torch.stack([i, u, j], 1, out=add)
+        return dot.view(-1), upd.view(-1), add.view(-1)
 
     @torch.no_grad()
     def load(self, module: _BPRModule) -> None:
