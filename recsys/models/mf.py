@@ -9,9 +9,9 @@ once, their updates to a shared row summed (no averaging over the batch).
 One process: the update is written out by hand on the rows the batch touched, no autograd, no
 optimizer state: users and items share one packed table, and a batch is two ``embedding_bag``
 weighted sums of its rows (the dots, then every row's update) and one ``index_add_``
-(:class:`_Packed`). Data-parallel: the same update through autograd
-and ``torch.optim.SGD`` on the summed loss, with DDP all-reducing the gradients, so ranks step
-exactly as one process would on the global batch.
+(:class:`_Packed`). Data-parallel: the same update through autograd and ``torch.optim.SGD`` on
+the summed loss, with DDP all-reducing the gradients, so ranks step exactly as one process would
+on the global batch.
 """
 from __future__ import annotations
 
