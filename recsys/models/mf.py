@@ -6,10 +6,12 @@ LearnBPR do: with ``x = p_u.(q_i - q_j) + b_i - b_j`` and ``g = sigmoid(-x)``, e
 reg q_j)`` and the biases alike (``reg`` is ``weight_decay``). A batch's triples are applied at
 once, their updates to a shared row summed (no averaging over the batch).
 
-One process: the update is written out by hand on the rows the batch touched (a few vectorized
-ops per batch, no autograd, no optimizer state). Data-parallel: the same update through autograd
-and ``torch.optim.SGD`` on the summed loss, with DDP all-reducing the gradients, so ranks step
-exactly as one process would on the global batch.
+One process: the update is written out by hand on the rows the batch touched, no autograd, no
+optimizer state: users and items share one packed table, and a batch is two ``embedding_bag``
+weighted sums of its rows (the dots, then every row's update) and one ``index_add_``
+(:class:`_Packed`). Data-parallel: the same update through autograd and ``torch.optim.SGD`` on
+the summed loss, with DDP all-reducing the gradients, so ranks step exactly as one process would
+on the global batch.
 """
 from __future__ import annotations
 
@@ -25,6 +27,10 @@ from recsys.models._sampling import NegativeSampler
 from recsys.models._validation import validator
 from recsys.models.base import FitOptions, Recommender
 from recsys.models.loop import autocast, data_parallel_loss, epoch_generator, fit_epochs
+
+
+# The single-process fit lists the table rows of this many triples at once (13 int64 each).
+_TRIPLES_AT_ONCE = 1 << 16
 
 
 class _BPRModule(torch.nn.Module):
@@ -57,55 +63,129 @@ def _bpr_loss(module: _BPRModule, u: torch.Tensor, i: torch.Tensor, j: torch.Ten
         return scale * (torch.nn.functional.softplus(-x).sum() + 0.5 * reg * l2)
 
 
-class _Workspace:
-    """Buffers for :func:`_sgd_step`, allocated once per fit: a fresh megabyte-sized tensor per
-    op and batch costs page faults that took longer than the arithmetic itself on a CPU."""
+class _Packed:
+    """The single-process step's table, index and weight buffers, allocated once per fit.
 
-    def __init__(self, batch: int, factors: int, device: torch.device, dtype: torch.dtype) -> None:
-        def empty(*shape: int, dt: torch.dtype = dtype) -> torch.Tensor:
-            return torch.empty(*shape, device=device, dtype=dt)
+    Users and items live side by side in one ``(n_users + n_items, width)`` table: a user's row
+    is ``[p_u, 1, 0...]``, an item's ``[q_i, b_i, 0...]`` (``width``: ``factors + 1`` rounded up
+    to 16 floats, so that rows stay 64-byte aligned), hence ``[p_u, 1] . [q_i, b_i] = p_u.q_i +
+    b_i``. A batch is two ``embedding_bag`` sums of table rows with per-row weights and one
+    ``index_add_``: every update of the step is a weighted sum of the triple's three rows,
+
+    * item i: ``s p_u - d q_i``; user: ``s q_i - d p_u - s q_j``; item j: ``-s p_u - d q_j``
+
+    (``s = lr sigmoid(-x)``, ``d = lr reg``), so the rows are gathered, scaled and summed in one
+    pass instead of being copied out and combined by a chain of elementwise ops. The module's
+    embeddings are copied in before an epoch and back after it (:meth:`load`, :meth:`store`),
+    so checkpoints, validation and the data-parallel path see the module as before.
+    """
+
+    def __init__(self, module: _BPRModule, batch: int) -> None:
+        user = module.user.weight
+        self.n_users, self.factors = user.shape
+        self.width = -(-(self.factors + 1) // 16) * 16
+        rows = self.n_users + module.item.weight.shape[0]
+        dev, dt = user.device, user.dtype
+        self.table = torch.zeros(rows, self.width, device=dev, dtype=dt)
         self.batch = batch
-        self.ij = empty(2 * batch, dt=torch.int64)
-        self.pu, self.diff = empty(batch, factors), empty(batch, factors)
-        self.q, self.b, self.x = empty(2 * batch, factors), empty(2 * batch, 1), empty(batch, 1)
+        k = torch.arange(batch, device=dev).unsqueeze(1)
+        # Dot bags per triple: [u] (weight 1) and [j, i] (weights 1, -1), so that the two rows
+        # of a triple are p_u and q_j - q_i and their dot is -x (the biases included).
+        self.dot_offsets = (3 * k + torch.tensor([0, 1], device=dev)).view(-1)
+        self.dot_weights = torch.tensor([1.0, 1.0, -1.0], device=dev, dtype=dt).repeat(batch)
+        # Update bags per triple: item i [u (s), i (-d)], user [i (s), u (-d), j (-s)],
+        # item j [j (-d), u (-s)]: rows [u, i, i, u, j, j, u], +-s at every other weight.
+        # The sums land on rows [i, u, j].
+        self.upd_offsets = (7 * k + torch.tensor([0, 2, 5], device=dev)).view(-1)
+        self.upd_weights = torch.empty(batch, 7, device=dev, dtype=dt)
+        self.lr_signs = torch.empty(4, device=dev, dtype=dt)  # lr, lr, -lr, -lr
+        self.prod = torch.empty(batch, self.width, device=dev, dtype=dt)
+        self.step = torch.empty(batch, 1, device=dev, dtype=dt)
+        self._rates: tuple[float, float] | None = None
+        self._full: tuple[torch.Tensor, ...] | None = None
+        self._rows: torch.Tensor | None = None
+
+    def rows(self, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The table rows that :meth:`sgd` reads for triples ``(u, i, j)`` (``i``, ``j``: item
+        indices + ``n_users``), built for many batches at once: (dot rows, 3 per triple;
+        update rows, 7 per triple; target rows, 3 per triple). The buffers are kept and reused
+        (a fresh few MB each time cost page faults): a call's result is valid until the next."""
+        n = len(u)
+        if self._rows is None or len(self._rows) < n:
+            self._rows = torch.empty(n, 13, dtype=torch.int64, device=u.device)
+        flat = self._rows.view(-1)[:13 * n]  # three contiguous blocks: (n, 3), (n, 7), (n, 3)
+        dot, upd, add = (flat[:3 * n].view(n, 3), flat[3 * n:10 * n].view(n, 7),
+                         flat[10 * n:].view(n, 3))
+        torch.stack([u, j, i], 1, out=dot)
+        torch.stack([u, i, i, u, j, j, u], 1, out=upd)
+        torch.stack([i, u, j], 1, out=add)
+        return dot.view(-1), upd.view(-1), add.view(-1)
+
+    @torch.no_grad()
+    def load(self, module: _BPRModule) -> None:
+        nu, f, t = self.n_users, self.factors, self.table
+        t[:nu, :f].copy_(module.user.weight)
+        t[:nu, f].fill_(1.0)
+        t[nu:, :f].copy_(module.item.weight)
+        t[nu:, f:f + 1].copy_(module.item_bias.weight)
+
+    @torch.no_grad()
+    def store(self, module: _BPRModule) -> None:
+        nu, f, t = self.n_users, self.factors, self.table
+        module.user.weight.copy_(t[:nu, :f])
+        module.item.weight.copy_(t[nu:, :f])
+        module.item_bias.weight.copy_(t[nu:, f:f + 1])
+
+    @torch.no_grad()
+    def sgd(self, dot_rows: torch.Tensor, upd_rows: torch.Tensor, add_rows: torch.Tensor,
+            lr: float, reg: float, neg_x: torch.Tensor) -> None:
+        """One batch of BPR SGD, in place on :attr:`table`, on the rows :meth:`rows` lists for
+        its triples; ``-x`` lands in ``neg_x`` (n, 1). Every row is read before any is written;
+        repeated rows' updates are summed."""
+        n = len(add_rows) // 3
+        if n > self.batch:
+            raise ValueError(f"a batch of {n} triples does not fit buffers of {self.batch}")
+        if (lr, reg) != self._rates:  # -d in the weights that stay, lr as a tensor (no
+            self.upd_weights.fill_(-lr * reg)  # scalar wrapping per op and batch)
+            self.lr_signs.copy_(torch.tensor([lr, lr, -lr, -lr]))
+            self._rates = (lr, reg)
+        dot_offsets, dot_weights, upd_offsets, weights, signed, prod, step = self._views(n)
+        pair = torch.embedding_bag(self.table, dot_rows, dot_offsets, False, 0, False,
+                                   dot_weights)[0].view(n, 2, self.width)
+        torch.mul(pair[:, 0], pair[:, 1], out=prod)
+        torch.sum(prod, 1, keepdim=True, out=neg_x)
+        sig = torch.sigmoid(neg_x, out=step)  # d log sigmoid(x) / dx; s = lr * sig
+        torch.mul(sig.expand(n, 4), self.lr_signs, out=signed)  # the +-s weights
+        update = torch.embedding_bag(self.table, upd_rows, upd_offsets, False, 0, False,
+                                     weights)[0]
+        update.view(n, 3, self.width)[:, 1, self.factors].zero_()  # the user's 1 stays 1
+        self.table.index_add_(0, add_rows, update)
+
+    def _views(self, n: int) -> tuple[torch.Tensor, ...]:
+        """The buffers cut to a batch of ``n`` (cached for the full batch: slicing them anew
+        for every batch costs more Python time than some of the ops)."""
+        if n == self.batch and self._full is not None:
+            return self._full
+        weights = self.upd_weights[:n]
+        views = (self.dot_offsets[:2 * n], self.dot_weights[:3 * n], self.upd_offsets[:3 * n],
+                 weights.view(-1), weights[:, 0:7:2], self.prod[:n], self.step[:n])
+        if n == self.batch:
+            self._full = views
+        return views
 
 
 @torch.no_grad()
 def _sgd_step(module: _BPRModule, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
-              lr: float, reg: float, work: _Workspace | None = None) -> torch.Tensor:
-    """One batch of BPR SGD on the touched rows, in place; returns the batch's summed loss.
-
-    Positives and negatives are gathered and scattered together (one ``index_select`` and one
-    ``index_add_`` on the item table, not two), every row is read before any is written, and the
-    step sizes are folded into the updates (``index_add_(alpha=...)`` is ~3x slower on a CPU).
-    """
-    user, item, bias = module.user.weight, module.item.weight, module.item_bias.weight
-    n = len(u)
-    if work is None or work.batch < n:
-        work = _Workspace(n, user.shape[1], user.device, user.dtype)
-    ij, pu, diff = work.ij[:2 * n], work.pu[:n], work.diff[:n]
-    q, b, x = work.q[:2 * n], work.b[:2 * n], work.x[:n]
-    torch.cat([i, j], out=ij)
-    torch.index_select(user, 0, u, out=pu)
-    torch.index_select(item, 0, ij, out=q)  # rows [positives; negatives]
-    torch.index_select(bias, 0, ij, out=b)
-    torch.sub(q[:n], q[n:], out=diff)
-    torch.bmm(pu.unsqueeze(1), diff.unsqueeze(2), out=x.view(n, 1, 1))
-    x.add_(b[:n]).sub_(b[n:])
-    loss = torch.nn.functional.softplus(x.neg_()).sum()  # x now holds -x
-    step = x.sigmoid_().mul_(lr)  # lr * d log sigmoid(x) / dx
-    decay = lr * reg
-    user.index_add_(0, u, diff.mul_(step).sub_(pu, alpha=decay))
-    pu.mul_(step)
-    q.mul_(-decay)
-    q[:n].add_(pu)
-    q[n:].sub_(pu)
-    item.index_add_(0, ij, q)
-    b.mul_(-decay)
-    b[:n].add_(step)
-    b[n:].sub_(step)
-    bias.index_add_(0, ij, b)
-    return loss
+              lr: float, reg: float) -> torch.Tensor:
+    """One batch of :meth:`_Packed.sgd` on ``module``, in place; returns the batch's summed
+    loss (the ``-log sigmoid`` part). ``fit`` keeps one :class:`_Packed` for the whole run."""
+    packed = _Packed(module, len(u))
+    packed.load(module)
+    neg_x = torch.empty(len(u), 1, device=u.device, dtype=packed.table.dtype)
+    packed.sgd(*packed.rows(u, i + packed.n_users, j + packed.n_users), lr, reg, neg_x)
+    packed.store(module)
+    return torch.nn.functional.softplus(neg_x).sum()
 
 
 class BPRMF(Recommender):
@@ -138,11 +218,7 @@ class BPRMF(Recommender):
                 return loss.detach() / scale
         else:  # the same update, written out on the touched rows
             opt = None
-            work = _Workspace(cfg.batch_size, cfg.factors, torch.device(device),
-                              self.module.user.weight.dtype)
-
-            def step(u: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
-                return _sgd_step(self.module, u, i, j, cfg.lr, cfg.weight_decay, work)
+            packed = _Packed(self.module, cfg.batch_size)
         # Negatives are drawn outside all of the user's items; the steps run over this rank's rows.
         sampler = NegativeSampler(train.user_idx, train.item_idx, train.n_items)
         rows = distributed.shard(len(train), options.seed)
@@ -153,9 +229,25 @@ class BPRMF(Recommender):
         def train_epoch(epoch: int) -> dict[str, float]:
             gen = epoch_generator(options.seed, epoch)
             order = torch.randperm(n, generator=gen)
-            negs = sampler.sample(users_cpu[order], gen).squeeze(1).to(device)
+            negs = sampler.sample(users_cpu.index_select(0, order), gen).squeeze(1).to(device)
             order = order.to(device)
-            u_all, i_all = users[order], items[order]
+            u_all, i_all = users.index_select(0, order), items.index_select(0, order)
+            if opt is None:  # items as table rows; -x of every triple into one buffer
+                i_all, negs = i_all + train.n_users, negs + train.n_users
+                neg_x = torch.empty(n, 1, device=device, dtype=packed.table.dtype)
+                packed.load(self.module)
+                chunk = batch * max(1, _TRIPLES_AT_ONCE // batch)
+                for first in range(0, n, chunk):
+                    dot, upd, add = packed.rows(*(t[first:first + chunk]
+                                                  for t in (u_all, i_all, negs)))
+                    for start in range(0, min(chunk, n - first), batch):
+                        end = start + batch
+                        packed.sgd(dot[3 * start:3 * end], upd[7 * start:7 * end],
+                                   add[3 * start:3 * end], cfg.lr, cfg.weight_decay,
+                                   neg_x[first + start:first + end])
+                packed.store(self.module)
+                loss = float(torch.nn.functional.softplus(neg_x).sum())
+                return {"loss": loss / n, "samples": float(n)}
             total = torch.zeros((), device=device)
             for start in range(0, n, batch):
                 end = start + batch
