@@ -15,6 +15,7 @@ checkpoints, and trains the other families by itself.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -48,11 +49,12 @@ def train_families(
     for family in families:
         ckpt = cfg.paths.home / "checkpoints" / ds / family
         options = FitOptions(device=device, seed=cfg.train.seed, epochs=epochs or cfg.train.epochs,
-                             checkpoint_dir=ckpt, progress=progress, validation=validation,
-                             spark=_spark_for(cfg, family))
+                             checkpoint_dir=ckpt, progress=progress, validation=validation)
         if not distributed.is_main():
             _train_rank(cfg, family, fit, options)
             continue
+        # Rank 0 only: another rank would start an application of its own that runs nothing.
+        options = dataclasses.replace(options, spark=_spark_for(cfg, family))
         log.info("training %s on %d interactions (%d users x %d items; %d validation rows) on %s",
                  family, len(fit), fit.n_users, fit.n_items, len(validation or ()), device)
         result = tracking.train_and_log(

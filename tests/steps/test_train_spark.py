@@ -28,3 +28,17 @@ def test_als_spark_gets_the_pipeline_session_built_from_its_spark_settings(recsy
     asked.clear()
     train_families(cfg, DS, ["ease"], progress=False)
     assert asked == []  # families that do not train in Spark start no session
+
+
+def test_only_rank_0_starts_the_session(recsys_home, monkeypatch):
+    """Found on the cluster: under `train.processes: 2` the second rank started an ALS application
+    of its own that ran no task (it does not train als_spark, rank 0 does)."""
+    from recsys import distributed
+
+    cfg = load_config(overrides={"train.device": "cpu"})
+    write_training_set(cfg.paths.warehouse, DS)
+    asked = []
+    monkeypatch.setattr(recsys.spark, "get_spark", lambda *a, **k: asked.append(a))
+    monkeypatch.setattr(distributed, "is_main", lambda: False)
+    assert train_families(cfg, DS, ["als_spark"], epochs=1, progress=False) == []
+    assert asked == []
