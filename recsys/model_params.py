@@ -73,12 +73,13 @@ class NeuMFConfig(BaseModel):
 
     factors: int = Field(32, ge=1)  # GMF size; the MLP's embeddings are 2x this
     mlp_layers: tuple[int, ...] = (64, 32, 16)
-    epochs: int = Field(20, ge=1)
+    epochs: int = Field(30, ge=1)
     negatives: int = Field(4, ge=1)
     batch_size: int = Field(4096, ge=1)
     lr: float = Field(0.001, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     patience: int = Field(3, ge=1)
+    average_last: int = Field(20, ge=0)  # fitted weights: mean over the last N epochs' (0: last)
 
 
 # -- multvae -----------------------------------------------------------------------------------

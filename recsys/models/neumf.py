@@ -1,7 +1,10 @@
 """Neural matrix factorization, NeuMF (He et al. 2017): a GMF and an MLP branch fused linearly.
 
 Trained pointwise with binary cross-entropy on every observed pair plus ``negatives`` unseen items
-per pair, as in the paper. Not factorized: scoring all items runs the network on blocks.
+per pair, as in the paper. The fitted weights are the mean of the weights at the end of each of the
+last ``average_last`` epochs (stochastic weight averaging, Izmailov et al. 2018): the single last
+epoch's ranking quality swings with its draws of negatives, the average does not. Not factorized:
+scoring all items runs the network on blocks.
 """
 from __future__ import annotations
 
@@ -40,6 +43,33 @@ class _NeuMF(torch.nn.Module):
         return self.head(torch.cat([gmf, mlp], dim=-1)).squeeze(-1)
 
 
+class _Averaged(torch.nn.Module):
+    """A network and the running mean of its weights over the epochs averaged so far.
+
+    Handed to :func:`fit_epochs` in place of the network, so that the mean and its count are in
+    every checkpoint and a resumed run averages exactly what the uninterrupted run would have.
+    """
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("count", torch.zeros((), dtype=torch.int64))
+        self._names = {k: "mean_" + k.replace(".", "_") for k in net.state_dict()}
+        for key, value in net.state_dict().items():
+            self.register_buffer(self._names[key], torch.zeros_like(value, dtype=torch.float32))
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.count += 1
+        for key, value in self.net.state_dict().items():
+            mean = getattr(self, self._names[key])
+            mean += (value.float() - mean) / self.count
+
+    def mean_state(self) -> dict[str, torch.Tensor]:
+        return {k: getattr(self, name).to(v.dtype)
+                for (k, name), v in zip(self._names.items(), self.net.state_dict().values())}
+
+
 def _bce_loss(module: _NeuMF, u: torch.Tensor, i: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """One batch's pointwise loss: binary cross-entropy of the logits against 1 (seen) / 0."""
     with autocast(u.device):
@@ -71,6 +101,9 @@ class NeuMF(Recommender):
         users_cpu = torch.from_numpy(train.user_idx[rows])
         items_cpu = torch.from_numpy(train.item_idx[rows])
         neg, batch = cfg.negatives, distributed.local_batch(cfg.batch_size)
+        epochs = options.epochs or cfg.epochs
+        averaged = _Averaged(self.module) if cfg.average_last > 0 else None
+        average_from = epochs - cfg.average_last
 
         def train_epoch(epoch: int) -> dict[str, float]:
             gen = epoch_generator(options.seed, epoch)
@@ -88,14 +121,21 @@ class NeuMF(Recommender):
                 loss.backward()
                 opt.step()
                 total += loss.detach() * len(y[sl])
+            if averaged is not None and epoch >= average_from:
+                averaged.update()
             return {"loss": float(total) / len(u), "samples": float(len(u))}
 
+        fingerprint = f"{self.name}:{train.n_users}x{train.n_items}:{len(train)}"
         self.history = fit_epochs(
-            self.module, opt, train_epoch, options.epochs or cfg.epochs, options,
+            self.module if averaged is None else averaged, opt, train_epoch, epochs, options,
             validate=validator(self, options.validation), monitor="val_ndcg@10",
             patience=cfg.patience, sharded=True,
-            fingerprint=f"{self.name}:{train.n_users}x{train.n_items}:{len(train)}",
+            fingerprint=fingerprint if averaged is None else f"{fingerprint}:average",
         )
+        # With validation, fit_epochs restored the best epoch's state, the mean's included: the
+        # mean up to that epoch, or, when it came before the averaged epochs, its own weights.
+        if averaged is not None and int(averaged.count) > 0:
+            self.module.load_state_dict(averaged.mean_state())
         self.module.eval()
         return self
 
