@@ -39,15 +39,20 @@ def run_dag(env: dict[str, str], ds: str, conf: dict) -> None:
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         started: dict[str, float] = {}
+        skipped = False
         for line in proc.stdout:  # progress: one line per task start/end; the full log in the file
             out.write(line)
             m = _TASK_EVENT.search(line)
             if m and m["what"] == "starting":
                 started[m["task"]] = time.perf_counter()
+                skipped = False
                 print(f"   {m['task']:<16} running...", flush=True)
             elif m:
                 took = time.perf_counter() - started.get(m["task"], time.perf_counter())
-                print(f"   {m['task']:<16} done in {took:.0f} s", flush=True)
+                what = "skipped" if skipped else f"done in {took:.0f} s"
+                print(f"   {m['task']:<16} {what}", flush=True)
+            elif "new_state=skipped" in line:
+                skipped = True
             elif "new_state=failed" in line or "Traceback" in line:
                 print("   " + line.strip()[:300], flush=True)
         code = proc.wait()
