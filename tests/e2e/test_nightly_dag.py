@@ -110,6 +110,8 @@ def _next_day_without_training_folds_new_users_in(cfg, client, champion, recsys_
         generate_landing(tmp, DS, 2, seed=42)
         for kind in ("interactions", "items", "users"):
             shutil.copytree(f"{tmp}/{kind}/ds={DS2}", cfg.paths.landing / kind / f"ds={DS2}")
+    # The rerun above registered and promoted a version of its own: the champion now.
+    champion = client.get_model_version_by_alias(champion.name, "champion")
     before = len(client.search_model_versions(f"name='{champion.name}'"))
     env = airflow_env(cfg.paths.home, demo.REPO)
     env["RECSYS_DEADLINE_MINUTES"] = "0"
