@@ -616,9 +616,9 @@ def redact_versions(cfg: Config, user_ids: list[str], redacted_at: str) -> list[
     setup(cfg)
     client, done = MlflowClient(), []
     wanted = np.asarray(user_ids, dtype=str)
+    rel = f"artifacts/{BUNDLE_ARTIFACT}"  # the bundle's folder under a logged model's artifacts
     for mv in _pipeline_versions(client, cfg.mlflow.registered_model_prefix):
         repo = get_artifact_repository(client.get_model_version_download_uri(mv.name, mv.version))
-        rel = f"artifacts/{BUNDLE_ARTIFACT}"
         with tempfile.TemporaryDirectory(prefix="recsys-redact-") as tmp:
             try:
                 ids = pq.read_table(repo.download_artifacts(f"{rel}/{USERS_FILE}", tmp)).column(0)

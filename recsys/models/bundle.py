@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import scipy.sparse as sp
+import torch
 
 from recsys.models.base import Recommender
 
@@ -117,9 +119,6 @@ def redact_bundle(folder: Path | str, user_ids: list[str] | np.ndarray) -> int:
 
 def _redact(value, idx: np.ndarray, n_users: int):
     """``value`` with the user rows/columns ``idx`` zeroed on every axis of length ``n_users``."""
-    import scipy.sparse as sp
-    import torch
-
     if isinstance(value, dict):
         return {k: _redact(v, idx, n_users) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
